@@ -1,0 +1,218 @@
+"""Asyncio wrapper over the Rust engine: commands in, events out.
+
+Commands that wait for a shard run in a worker thread (the native call releases the GIL), so
+the event loop never blocks on the data plane. Events arrive in batches: the engine's eventfd
+is watched with ``loop.add_reader`` and each wake-up drains the whole queue once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, TypeVar
+
+from visio_media import _native
+from visio_media.errors import EngineFailure, InvalidStateError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    shards: int = 1
+    bind_ip: str = "127.0.0.1"
+    announce_ip: str | None = None
+    port_min: int = 0
+    port_max: int = 0
+    event_queue_capacity: int = 65536
+
+
+@dataclass(frozen=True)
+class PeerConnected:
+    peer_id: int
+    srtp_profile: str
+
+
+@dataclass(frozen=True)
+class PeerFailed:
+    peer_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerClosed:
+    peer_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrackPublished:
+    peer_id: int
+    track_id: int
+    kind: Literal["audio", "video"]
+    mid: str
+
+
+@dataclass(frozen=True)
+class TrackUnpublished:
+    peer_id: int
+    track_id: int
+
+
+@dataclass(frozen=True)
+class KeyframeRequested:
+    peer_id: int
+    track_id: int
+
+
+@dataclass(frozen=True)
+class OfferNeeded:
+    """The server has changes for this peer: send it ``sdp`` as an offer, apply its answer."""
+
+    peer_id: int
+    sdp: str
+
+
+EngineEvent = (
+    PeerConnected
+    | PeerFailed
+    | PeerClosed
+    | TrackPublished
+    | TrackUnpublished
+    | KeyframeRequested
+    | OfferNeeded
+)
+
+
+def _event(kind: str, peer_id: int, attrs: dict[str, str | int]) -> EngineEvent | None:
+    def s(key: str) -> str:
+        return str(attrs[key])
+
+    def i(key: str) -> int:
+        return int(attrs[key])
+
+    match kind:
+        case "peer_connected":
+            return PeerConnected(peer_id, s("srtp_profile"))
+        case "peer_failed":
+            return PeerFailed(peer_id, s("reason"))
+        case "peer_closed":
+            return PeerClosed(peer_id, s("reason"))
+        case "track_published":
+            media = "audio" if s("kind") == "audio" else "video"
+            return TrackPublished(peer_id, i("track_id"), media, s("mid"))
+        case "track_unpublished":
+            return TrackUnpublished(peer_id, i("track_id"))
+        case "keyframe_requested":
+            return KeyframeRequested(peer_id, i("track_id"))
+        case "offer":
+            return OfferNeeded(peer_id, s("sdp"))
+    log.warning("unknown engine event %r ignored", kind)
+    return None
+
+
+class Engine:
+    """One data plane: start it, create peers from client offers, route events to listeners."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        c = self.config
+        self._native = _native.Engine(
+            shards=c.shards,
+            bind_ip=c.bind_ip,
+            announce_ip=c.announce_ip,
+            port_min=c.port_min,
+            port_max=c.port_max,
+            event_queue_capacity=c.event_queue_capacity,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listeners: list[asyncio.Queue[EngineEvent]] = []
+        self._callbacks: list[Callable[[EngineEvent], None]] = []
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
+    async def start(self) -> None:
+        if self._loop is not None:
+            raise InvalidStateError("engine already started")
+        loop = asyncio.get_running_loop()
+        await self._run(self._native.start)
+        self._loop = loop
+        loop.add_reader(self._native.event_fd(), self._on_events)
+        log.info("engine started: %d shard(s) on %s", self.config.shards, self.udp_addrs())
+
+    async def stop(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        await self._run(self._native.stop)
+        self._on_events()  # deliver the closes the shards reported while stopping
+        loop.remove_reader(self._native.event_fd())
+        self._loop = None
+        log.info("engine stopped")
+
+    def listen(self) -> asyncio.Queue[EngineEvent]:
+        """A queue that receives every event from now on."""
+        q: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._listeners.append(q)
+        return q
+
+    def unlisten(self, q: asyncio.Queue[EngineEvent]) -> None:
+        if q in self._listeners:
+            self._listeners.remove(q)
+
+    def on_event(self, callback: Callable[[EngineEvent], None]) -> None:
+        """Calls ``callback`` synchronously for every event (it must not block)."""
+        self._callbacks.append(callback)
+
+    def udp_addrs(self) -> list[tuple[str, int]]:
+        return self._native.udp_addrs()
+
+    def stats_snapshot(self) -> dict[str, object]:
+        return self._native.stats_snapshot()
+
+    async def create_peer(self, room: str, identity: str, offer_sdp: str) -> tuple[int, str]:
+        return await self._run(self._native.create_peer, room, identity, offer_sdp)
+
+    async def apply_offer(self, peer_id: int, offer_sdp: str) -> str:
+        return await self._run(self._native.apply_offer, peer_id, offer_sdp)
+
+    async def apply_answer(self, peer_id: int, answer_sdp: str) -> None:
+        await self._run(self._native.apply_answer, peer_id, answer_sdp)
+
+    async def subscribe(self, peer_id: int, track_id: int) -> None:
+        await self._run(self._native.subscribe, peer_id, track_id)
+
+    async def unsubscribe(self, peer_id: int, track_id: int) -> None:
+        await self._run(self._native.unsubscribe, peer_id, track_id)
+
+    async def close_peer(self, peer_id: int) -> None:
+        await self._run(self._native.close_peer, peer_id)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, partial(fn, *args))
+        except KeyError as e:
+            raise NotFoundError(str(e.args[0]) if e.args else "not found") from e
+        except _native.EngineError as e:
+            raise EngineFailure(str(e)) from e
+
+    def _on_events(self) -> None:
+        for kind, peer_id, attrs in self._native.drain_events():
+            event = _event(kind, peer_id, attrs)
+            if event is None:
+                continue
+            for q in self._listeners:
+                q.put_nowait(event)
+            for cb in self._callbacks:
+                try:
+                    cb(event)
+                except Exception:
+                    log.exception("engine event callback failed on %s", kind)

@@ -1,0 +1,299 @@
+//! One client's WebRTC transport: its `Rtc`, what it publishes, what it receives, and the
+//! server side of renegotiation.
+//!
+//! Everything here touches this peer's own `Rtc` only; moving packets between peers is the
+//! shard's job.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::{Codec, CodecSpec};
+use str0m::media::{Direction, Mid, Pt};
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use crate::error::{Error, Result};
+use crate::event::MediaKind;
+use crate::ids::{PeerId, RoomId, TrackId};
+use crate::rewrite::Rewriter;
+use crate::sdp_text;
+use crate::stats::PeerStats;
+
+/// Where an outgoing (subscribed) track stands in the offer/answer cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// Wanted; not yet in an offer.
+    ToOpen,
+    /// In the outstanding offer on this mid.
+    Negotiating(Mid),
+    /// Negotiated: media flows on this mid.
+    Open(Mid),
+    /// To be removed from this mid in the next offer.
+    ToStop(Mid),
+    /// Removal is in the outstanding offer.
+    NegotiatingStop(Mid),
+}
+
+#[derive(Debug)]
+pub struct OutTrack {
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub stream_id: String,
+    pub state: OutState,
+    pub rewriter: Rewriter,
+    /// Publisher payload type → ours, or `None` when we negotiated no such codec.
+    pub pt_map: Vec<(Pt, Option<Pt>)>,
+}
+
+impl OutTrack {
+    pub fn open_mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::Open(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+pub struct Peer {
+    pub id: PeerId,
+    pub room: RoomId,
+    pub identity: String,
+    pub rtc: Rtc,
+    pub local_ufrag: String,
+    pub created: Instant,
+    pub connected: bool,
+    pub next_timeout: Option<Instant>,
+    pub addrs: Vec<SocketAddr>,
+    pub published: HashMap<Mid, TrackId>,
+    pub ssrc_tracks: HashMap<Ssrc, TrackId>,
+    pub outgoing: Vec<OutTrack>,
+    pub pending: Option<SdpPendingOffer>,
+    pub stats: Arc<PeerStats>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.id)
+            .field("room", &self.room)
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The codecs every peer is offered: one set, so packets forward without transcoding.
+pub fn rtc_config() -> RtcConfig {
+    RtcConfig::new()
+        .set_crypto_provider(crate::dtls_probe::crypto_provider())
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
+}
+
+impl Peer {
+    /// Creates the peer from the client's offer and returns the answer.
+    pub fn from_offer(
+        id: PeerId,
+        room: RoomId,
+        identity: String,
+        local: SocketAddr,
+        offer_sdp: &str,
+        now: Instant,
+    ) -> Result<(Peer, String)> {
+        let offer = parse_offer(offer_sdp)?;
+        let mut rtc = rtc_config().build(now);
+        let candidate =
+            Candidate::host(local, "udp").map_err(|e| Error::Config(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let local_ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let answer = rtc.sdp_api().accept_offer(offer)?;
+        let peer = Peer {
+            id,
+            room,
+            identity,
+            rtc,
+            local_ufrag,
+            created: now,
+            connected: false,
+            next_timeout: None,
+            addrs: Vec::new(),
+            published: HashMap::new(),
+            ssrc_tracks: HashMap::new(),
+            outgoing: Vec::new(),
+            pending: None,
+            stats: Arc::new(PeerStats::default()),
+        };
+        Ok((peer, our_sdp(&answer.to_sdp_string())))
+    }
+
+    /// A client-initiated renegotiation. If our own offer is outstanding (glare) we yield:
+    /// its changes go back to the queue and are offered again after this exchange.
+    pub fn accept_offer(&mut self, offer_sdp: &str) -> Result<String> {
+        let offer = parse_offer(offer_sdp)?;
+        if self.pending.take().is_some() {
+            for o in &mut self.outgoing {
+                o.state = match o.state {
+                    OutState::Negotiating(_) => OutState::ToOpen,
+                    OutState::NegotiatingStop(m) => OutState::ToStop(m),
+                    s => s,
+                };
+            }
+        }
+        let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        Ok(our_sdp(&answer.to_sdp_string()))
+    }
+
+    /// The client's answer to our outstanding offer. Returns the tracks that became open.
+    pub fn accept_answer(&mut self, answer_sdp: &str) -> Result<Vec<TrackId>> {
+        let answer =
+            SdpAnswer::from_sdp_string(answer_sdp).map_err(|e| Error::Sdp(e.to_string()))?;
+        let Some(pending) = self.pending.take() else {
+            return Err(Error::InvalidState(
+                "no server offer is outstanding for this peer".into(),
+            ));
+        };
+        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        let mut opened = Vec::new();
+        self.outgoing.retain_mut(|o| match o.state {
+            OutState::Negotiating(m) => {
+                o.state = OutState::Open(m);
+                opened.push(o.track);
+                true
+            }
+            OutState::NegotiatingStop(_) => false,
+            _ => true,
+        });
+        Ok(opened)
+    }
+
+    /// Puts queued subscription changes into a new offer, unless one is outstanding.
+    pub fn make_offer(&mut self) -> Option<String> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let wanted = self
+            .outgoing
+            .iter()
+            .any(|o| matches!(o.state, OutState::ToOpen | OutState::ToStop(_)));
+        if !wanted {
+            return None;
+        }
+        let mut api = self.rtc.sdp_api();
+        for o in &mut self.outgoing {
+            match o.state {
+                OutState::ToOpen => {
+                    let kind = match o.kind {
+                        MediaKind::Audio => str0m::media::MediaKind::Audio,
+                        MediaKind::Video => str0m::media::MediaKind::Video,
+                    };
+                    let mid = api.add_media(
+                        kind,
+                        Direction::SendOnly,
+                        Some(o.stream_id.clone()),
+                        Some(o.track.to_string()),
+                        None,
+                    );
+                    o.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(m) => {
+                    api.stop_media(m);
+                    o.state = OutState::NegotiatingStop(m);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = api.apply()?;
+        self.pending = Some(pending);
+        Some(our_sdp(&offer.to_sdp_string()))
+    }
+
+    pub fn subscribe(&mut self, track: TrackId, kind: MediaKind, stream_id: String) -> bool {
+        if self.outgoing.iter().any(|o| o.track == track) {
+            return false;
+        }
+        let clock = match kind {
+            MediaKind::Audio => 48_000,
+            MediaKind::Video => 90_000,
+        };
+        self.outgoing.push(OutTrack {
+            track,
+            kind,
+            stream_id,
+            state: OutState::ToOpen,
+            rewriter: Rewriter::new(clock),
+            pt_map: Vec::new(),
+        });
+        true
+    }
+
+    /// Marks the subscription for removal. Returns false if there was none.
+    pub fn unsubscribe(&mut self, track: TrackId) -> bool {
+        let Some(i) = self.outgoing.iter().position(|o| o.track == track) else {
+            return false;
+        };
+        match self.outgoing[i].state {
+            OutState::ToOpen => {
+                self.outgoing.remove(i);
+            }
+            OutState::Open(m) | OutState::Negotiating(m) => {
+                // A mid still in our outstanding offer is stopped in the next one.
+                self.outgoing[i].state = OutState::ToStop(m);
+            }
+            OutState::ToStop(_) | OutState::NegotiatingStop(_) => {}
+        }
+        true
+    }
+
+    pub fn out_by_mid(&mut self, mid: Mid) -> Option<&mut OutTrack> {
+        self.outgoing.iter_mut().find(|o| o.open_mid() == Some(mid))
+    }
+
+    /// The codec behind one of our payload types.
+    pub fn codec_of(&self, pt: Pt) -> Option<CodecSpec> {
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.pt() == pt)
+            .map(|p| p.spec())
+    }
+
+    /// Our payload type for `spec` on `mid`, among those the remote accepted.
+    pub fn pt_for(&self, mid: Mid, spec: &CodecSpec) -> Option<Pt> {
+        let remote = self.rtc.media(mid).map(|m| m.remote_pts()).unwrap_or(&[]);
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| remote.is_empty() || remote.contains(&p.pt()))
+            .find(|p| same_codec(&p.spec(), spec))
+            .map(|p| p.pt())
+    }
+}
+
+fn parse_offer(sdp: &str) -> Result<SdpOffer> {
+    SdpOffer::from_sdp_string(&sdp_text::offer_as_sendonly(sdp)).map_err(|e| Error::Sdp(e.to_string()))
+}
+
+fn our_sdp(sdp: &str) -> String {
+    sdp_text::candidates_in_every_section(sdp)
+}
+
+fn same_codec(a: &CodecSpec, b: &CodecSpec) -> bool {
+    if a.codec != b.codec || a.clock_rate != b.clock_rate {
+        return false;
+    }
+    match a.codec {
+        Codec::H264 => {
+            a.format.profile_level_id == b.format.profile_level_id
+                && a.format.packetization_mode == b.format.packetization_mode
+        }
+        _ => true,
+    }
+}

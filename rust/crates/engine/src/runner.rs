@@ -1,0 +1,213 @@
+//! The I/O shell around a `ShardCore`: one thread, one UDP socket, a mio poll for
+//! readiness, a command channel with a waker, and the timer deadline.
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::error::Result;
+use crate::ids::{PeerId, RoomId, TrackId};
+use crate::notify::EventSink;
+use crate::shard::ShardCore;
+use crate::stats::DropReason;
+use crate::udp::{self, RecvBatch};
+
+pub(crate) const SOCKET: Token = Token(0);
+pub(crate) const WAKER: Token = Token(1);
+
+/// Batches read per wake-up before timers and commands get a turn.
+const MAX_BATCHES_PER_TURN: usize = 64;
+/// Upper bound on a poll wait, so a lost wake-up costs at most this long.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+pub(crate) type Reply<T> = Sender<Result<T>>;
+
+pub(crate) enum Command {
+    CreatePeer {
+        id: PeerId,
+        room: RoomId,
+        identity: String,
+        offer: String,
+        reply: Reply<String>,
+    },
+    ApplyOffer {
+        id: PeerId,
+        sdp: String,
+        reply: Reply<String>,
+    },
+    ApplyAnswer {
+        id: PeerId,
+        sdp: String,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        id: PeerId,
+        track: TrackId,
+        reply: Reply<()>,
+    },
+    Unsubscribe {
+        id: PeerId,
+        track: TrackId,
+        reply: Reply<()>,
+    },
+    ClosePeer {
+        id: PeerId,
+        reply: Reply<()>,
+    },
+    Shutdown,
+}
+
+pub(crate) struct Runner {
+    pub core: ShardCore,
+    pub socket: UdpSocket,
+    pub poll: Poll,
+    pub commands: Receiver<Command>,
+    pub sink: EventSink,
+}
+
+pub(crate) fn new_poll() -> std::io::Result<(Poll, Arc<Waker>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    Ok((poll, waker))
+}
+
+impl Runner {
+    pub fn run(mut self) {
+        let fd = self.socket.as_raw_fd();
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), SOCKET, Interest::READABLE)
+        {
+            tracing::error!("shard cannot watch its socket: {e}");
+            return;
+        }
+        let mut events = Events::with_capacity(16);
+        let mut batch = RecvBatch::default();
+        let mut more_to_read = true;
+        loop {
+            let now = Instant::now();
+            let wait = if more_to_read {
+                Duration::ZERO
+            } else {
+                self.core
+                    .next_deadline()
+                    .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT))
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!("shard poll failed: {e}");
+                    return;
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() == SOCKET {
+                    more_to_read = true;
+                }
+            }
+            if !self.handle_commands() {
+                self.core.close_all(Instant::now());
+                self.flush();
+                return;
+            }
+            if more_to_read {
+                more_to_read = self.read_socket(&mut batch);
+            }
+            self.core.handle_timeout(Instant::now());
+            self.flush();
+        }
+    }
+
+    /// Returns false on shutdown.
+    fn handle_commands(&mut self) -> bool {
+        while let Ok(cmd) = self.commands.try_recv() {
+            let now = Instant::now();
+            let c = &mut self.core;
+            // A caller that gave up waiting has dropped its receiver: nothing to tell it.
+            match cmd {
+                Command::CreatePeer {
+                    id,
+                    room,
+                    identity,
+                    offer,
+                    reply,
+                } => {
+                    let _ = reply.send(c.create_peer(id, room, identity, &offer, now));
+                }
+                Command::ApplyOffer { id, sdp, reply } => {
+                    let _ = reply.send(c.apply_offer(id, &sdp, now));
+                }
+                Command::ApplyAnswer { id, sdp, reply } => {
+                    let _ = reply.send(c.apply_answer(id, &sdp, now));
+                }
+                Command::Subscribe { id, track, reply } => {
+                    let _ = reply.send(c.subscribe(id, track, now));
+                }
+                Command::Unsubscribe { id, track, reply } => {
+                    let _ = reply.send(c.unsubscribe(id, track, now));
+                }
+                Command::ClosePeer { id, reply } => {
+                    let _ = reply.send(c.close_peer(id, now));
+                }
+                Command::Shutdown => return false,
+            }
+            self.flush();
+        }
+        true
+    }
+
+    /// Reads batches until the socket is empty or the turn is over; true if more may wait.
+    fn read_socket(&mut self, batch: &mut RecvBatch) -> bool {
+        for _ in 0..MAX_BATCHES_PER_TURN {
+            match batch.recv(&self.socket) {
+                Ok(0) => return false,
+                Ok(_) => {
+                    let now = Instant::now();
+                    for (source, data, truncated) in batch.iter() {
+                        let stats = self.core.stats();
+                        match source {
+                            _ if truncated => {
+                                stats.packets_in.fetch_add(1, Relaxed);
+                                stats.count_drop(DropReason::TooLarge);
+                            }
+                            None => {
+                                stats.packets_in.fetch_add(1, Relaxed);
+                                stats.count_drop(DropReason::Malformed);
+                            }
+                            Some(src) => self.core.handle_datagram(now, src, data),
+                        }
+                    }
+                    self.flush();
+                }
+                Err(e) => {
+                    // ICMP errors surface here (e.g. port unreachable); the socket stays usable.
+                    tracing::debug!("recvmmsg: {e}");
+                    return true;
+                }
+            }
+        }
+        true
+    }
+
+    fn flush(&mut self) {
+        let out: Vec<_> = self.core.take_transmits().collect();
+        if !out.is_empty() {
+            let refs: Vec<_> = out
+                .iter()
+                .map(|t| (t.destination, t.contents.as_slice()))
+                .collect();
+            udp::send_batch(&self.socket, &refs);
+        }
+        let stats = Arc::clone(self.core.stats());
+        let events: Vec<_> = self.core.take_events().collect();
+        if !events.is_empty() {
+            self.sink.send_batch(events.into_iter(), &stats);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Small, line-level adjustments to SDP text crossing the engine boundary.
+//!
+//! * Clients' offers: an SFU never sends on an m-line the client created, so a `sendrecv`
+//!   there is answered as if it were `sendonly`; the client then sees a `recvonly` answer
+//!   instead of a phantom remote track that never carries media.
+//! * Our descriptions: str0m lists ICE candidates only in the first bundled m-section.
+//!   Some stacks (aiortc) take candidates from the last one they parse, so every
+//!   m-section gets the candidates, followed by `a=end-of-candidates` (ICE-lite has no more).
+
+/// Rewrites `a=sendrecv` to `a=sendonly` in every media section of a client offer.
+pub fn offer_as_sendonly(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut in_media = false;
+    for line in lines(sdp) {
+        if line.starts_with("m=") {
+            in_media = true;
+        }
+        if in_media && line == "a=sendrecv" {
+            out.push_str("a=sendonly");
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Copies the candidates of the first media section that has any into every other live
+/// media section, and ends each list with `a=end-of-candidates`.
+pub fn candidates_in_every_section(sdp: &str) -> String {
+    let all: Vec<&str> = lines(sdp).collect();
+    let candidates: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    if candidates.is_empty() {
+        return sdp.to_owned();
+    }
+    let first_set: Vec<&str> = {
+        // The first section's own list, in order, without duplicates from later sections.
+        let mut seen = Vec::new();
+        for c in &candidates {
+            if !seen.contains(c) {
+                seen.push(*c);
+            }
+        }
+        seen
+    };
+    let mut out = String::with_capacity(sdp.len() + 256);
+    let mut section: Vec<&str> = Vec::new();
+    let mut flush = |section: &mut Vec<&str>, out: &mut String| {
+        if section.is_empty() {
+            return;
+        }
+        let is_media = section[0].starts_with("m=");
+        let rejected = section[0].split(' ').nth(1) == Some("0");
+        for l in section.iter() {
+            if is_media && (l.starts_with("a=candidate:") || *l == "a=end-of-candidates") {
+                continue;
+            }
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        if is_media && !rejected {
+            for c in &first_set {
+                out.push_str(c);
+                out.push_str("\r\n");
+            }
+            out.push_str("a=end-of-candidates\r\n");
+        }
+        section.clear();
+    };
+    for l in all {
+        if l.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        section.push(l);
+    }
+    flush(&mut section, &mut out);
+    out
+}
+
+fn lines(sdp: &str) -> impl Iterator<Item = &str> {
+    sdp.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANSWER: &str = "v=0\r\ns=-\r\na=group:BUNDLE 0 1 2\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 97\r\na=mid:1\r\nm=video 0 UDP/TLS/RTP/SAVPF 97\r\na=mid:2\r\n";
+
+    #[test]
+    fn every_live_section_gets_the_candidates() {
+        let s = candidates_in_every_section(ANSWER);
+        let sections: Vec<&str> = s.split("m=").skip(1).collect();
+        assert_eq!(sections.len(), 3);
+        for live in &sections[..2] {
+            assert_eq!(live.matches("a=candidate:1 1 udp").count(), 1, "{live}");
+            assert!(live.contains("a=end-of-candidates"));
+        }
+        assert!(!sections[2].contains("a=candidate"), "rejected section stays empty");
+        assert!(s.starts_with("v=0\r\ns=-\r\na=group:BUNDLE 0 1 2\r\n"));
+    }
+
+    #[test]
+    fn offers_without_candidates_are_unchanged() {
+        let sdp = "v=0\r\nm=audio 9 X 96\r\na=mid:0\r\n";
+        assert_eq!(candidates_in_every_section(sdp), sdp);
+    }
+
+    #[test]
+    fn sendrecv_becomes_sendonly_only_in_media_sections() {
+        let sdp = "v=0\na=sendrecv\nm=audio 9 X 96\na=sendrecv\na=mid:0\n";
+        assert_eq!(
+            offer_as_sendonly(sdp),
+            "v=0\r\na=sendrecv\r\nm=audio 9 X 96\r\na=sendonly\r\na=mid:0\r\n"
+        );
+    }
+}

@@ -1,0 +1,769 @@
+//! The state of one shard without any I/O: peers, their rooms, the forwarding between them.
+//!
+//! Time, datagrams and commands come in as arguments; datagrams to send and events for the
+//! caller come out through `take_transmits` and `take_events`. The runner (real sockets) and
+//! the tests (virtual time) drive the same code.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use str0m::media::{KeyframeRequestKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Event, IceConnectionState, Input, Output};
+
+use crate::demux::{self, Kind};
+use crate::dtls_probe;
+use crate::error::{Error, Result};
+use crate::event::{EngineEvent, MediaKind};
+use crate::ids::{PeerId, RoomId, TrackId};
+use crate::peer::{OutState, Peer};
+use crate::room::{Rooms, Track};
+use crate::stats::{DropReason, PeerRegistry, ShardStats};
+use crate::timers::Timers;
+
+/// A datagram to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShardSettings {
+    pub connect_timeout: Duration,
+    pub keyframe_request_interval: Duration,
+    pub max_datagram: usize,
+}
+
+impl Default for ShardSettings {
+    fn default() -> Self {
+        ShardSettings {
+            connect_timeout: Duration::from_secs(30),
+            keyframe_request_interval: Duration::from_millis(500),
+            max_datagram: 1500,
+        }
+    }
+}
+
+/// Allocates track ids unique across shards.
+pub type TrackIds = Arc<std::sync::atomic::AtomicU64>;
+
+pub struct ShardCore {
+    /// The socket address peers send to (the announced candidate).
+    local: SocketAddr,
+    settings: ShardSettings,
+    peers: HashMap<PeerId, Peer>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    rooms: Rooms,
+    timers: Timers,
+    track_ids: TrackIds,
+    /// str0m events waiting to be acted on, in order.
+    work: VecDeque<(PeerId, Event)>,
+    transmits: Vec<Transmit>,
+    events: Vec<EngineEvent>,
+    stats: Arc<ShardStats>,
+    registry: PeerRegistry,
+    due: Vec<(Instant, PeerId)>,
+}
+
+impl ShardCore {
+    pub fn new(
+        local: SocketAddr,
+        settings: ShardSettings,
+        track_ids: TrackIds,
+        stats: Arc<ShardStats>,
+        registry: PeerRegistry,
+    ) -> Self {
+        ShardCore {
+            local,
+            settings,
+            peers: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            rooms: Rooms::default(),
+            timers: Timers::default(),
+            track_ids,
+            work: VecDeque::new(),
+            transmits: Vec::new(),
+            events: Vec::new(),
+            stats,
+            registry,
+            due: Vec::new(),
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn stats(&self) -> &Arc<ShardStats> {
+        &self.stats
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn take_transmits(&mut self) -> std::vec::Drain<'_, Transmit> {
+        self.transmits.drain(..)
+    }
+
+    pub fn take_events(&mut self) -> std::vec::Drain<'_, EngineEvent> {
+        self.events.drain(..)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    pub fn create_peer(
+        &mut self,
+        id: PeerId,
+        room: RoomId,
+        identity: String,
+        offer_sdp: &str,
+        now: Instant,
+    ) -> Result<String> {
+        if self.peers.contains_key(&id) {
+            return Err(Error::InvalidState(format!("{id} exists")));
+        }
+        let local = self.local;
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            Peer::from_offer(id, room.clone(), identity, local, offer_sdp, now)
+        }));
+        let (peer, answer) = match built {
+            Ok(r) => r?,
+            Err(_) => {
+                self.stats.peer_panics.fetch_add(1, Relaxed);
+                return Err(Error::PeerFailed("internal error while parsing the offer".into()));
+            }
+        };
+        self.by_ufrag.insert(peer.local_ufrag.clone(), id);
+        self.registry.insert(id, Arc::clone(&peer.stats));
+        self.peers.insert(id, peer);
+        self.rooms.join(&room, id);
+        self.timers.schedule(now + self.settings.connect_timeout, id);
+        self.update_gauges();
+        self.drain(id, now);
+        self.run_work(now);
+        Ok(answer)
+    }
+
+    pub fn apply_offer(&mut self, id: PeerId, sdp: &str, now: Instant) -> Result<String> {
+        let answer = self.with_peer(id, |p| p.accept_offer(sdp))?;
+        self.drain(id, now);
+        self.run_work(now);
+        self.renegotiate(id, now);
+        Ok(answer)
+    }
+
+    pub fn apply_answer(&mut self, id: PeerId, sdp: &str, now: Instant) -> Result<()> {
+        let opened = self.with_peer(id, |p| p.accept_answer(sdp))?;
+        self.drain(id, now);
+        for track in opened {
+            self.request_keyframe(track, now);
+        }
+        self.run_work(now);
+        self.renegotiate(id, now);
+        Ok(())
+    }
+
+    pub fn subscribe(&mut self, id: PeerId, track: TrackId, now: Instant) -> Result<()> {
+        let (kind, stream_id) = {
+            let t = self.rooms.track(track).ok_or(Error::UnknownTrack(track))?;
+            let publisher = self.peers.get(&t.publisher).ok_or(Error::UnknownTrack(track))?;
+            let peer = self.peers.get(&id).ok_or(Error::UnknownPeer(id))?;
+            if t.publisher == id {
+                return Err(Error::InvalidState("a peer cannot subscribe to itself".into()));
+            }
+            if peer.room != t.room {
+                return Err(Error::InvalidState(format!("{track} is in another room")));
+            }
+            (t.kind.clone(), publisher.identity.clone())
+        };
+        let added = self.with_peer(id, |p| Ok(p.subscribe(track, kind, stream_id)))?;
+        if added {
+            if let Some(t) = self.rooms.track_mut(track) {
+                t.subscribers.push(id);
+            }
+            self.renegotiate(id, now);
+        }
+        Ok(())
+    }
+
+    pub fn unsubscribe(&mut self, id: PeerId, track: TrackId, now: Instant) -> Result<()> {
+        let removed = self.with_peer(id, |p| Ok(p.unsubscribe(track)))?;
+        if !removed {
+            return Err(Error::UnknownTrack(track));
+        }
+        if let Some(t) = self.rooms.track_mut(track) {
+            t.subscribers.retain(|p| *p != id);
+        }
+        self.renegotiate(id, now);
+        Ok(())
+    }
+
+    pub fn close_peer(&mut self, id: PeerId, now: Instant) -> Result<()> {
+        if !self.peers.contains_key(&id) {
+            return Err(Error::UnknownPeer(id));
+        }
+        self.remove_peer(id, "closed", now);
+        Ok(())
+    }
+
+    /// Closes every peer (shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.remove_peer(id, "shutdown", now);
+        }
+    }
+
+    // ---------------------------------------------------------------- network and time
+
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.stats.packets_in.fetch_add(1, Relaxed);
+        self.stats.bytes_in.fetch_add(data.len() as u64, Relaxed);
+        if data.len() > self.settings.max_datagram {
+            self.stats.count_drop(DropReason::TooLarge);
+            return;
+        }
+        let kind = demux::classify(data);
+        if kind == Kind::Other {
+            self.stats.count_drop(DropReason::Malformed);
+            return;
+        }
+        let known = self.by_addr.get(&source).copied();
+        let id = match (known, kind) {
+            (Some(id), _) => id,
+            (None, Kind::Stun) => {
+                let Some(ufrag) = demux::stun_local_ufrag(data) else {
+                    self.stats.count_drop(DropReason::Malformed);
+                    return;
+                };
+                let Some(id) = self.by_ufrag.get(ufrag).copied() else {
+                    self.stats.count_drop(DropReason::StunUnknownUfrag);
+                    return;
+                };
+                id
+            }
+            (None, _) => {
+                self.stats.count_drop(DropReason::UnknownSource);
+                return;
+            }
+        };
+        let Ok(contents) = data.try_into() else {
+            self.stats.count_drop(DropReason::Malformed);
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let accepted = self.with_peer(id, |p| {
+            if !p.rtc.accepts(&input) {
+                return Ok(false);
+            }
+            p.stats.add_in(data.len());
+            p.rtc.handle_input(input)?;
+            Ok(true)
+        });
+        match accepted {
+            Ok(true) => {}
+            Ok(false) if known.is_none() => self.stats.count_drop(DropReason::StunRejected),
+            Ok(false) | Err(_) => self.stats.count_drop(DropReason::PeerRejected),
+        }
+        let before = self.transmits.len();
+        self.drain(id, now);
+        if known.is_none() {
+            // The peer answered this address: its STUN request was authentic, so datagrams
+            // from it now belong to this peer.
+            let answered = self.transmits[before..]
+                .iter()
+                .any(|t| t.destination == source);
+            if answered {
+                self.stats.stun_responses.fetch_add(1, Relaxed);
+                self.by_addr.insert(source, id);
+                if let Some(p) = self.peers.get_mut(&id) {
+                    if !p.addrs.contains(&source) {
+                        p.addrs.push(source);
+                    }
+                }
+            }
+        }
+        self.run_work(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.pop_due(now, &mut due);
+        for (at, id) in due.drain(..) {
+            let Some(p) = self.peers.get(&id) else {
+                continue;
+            };
+            if !p.connected && now >= p.created + self.settings.connect_timeout {
+                self.fail_peer(id, "connect_timeout", now);
+                continue;
+            }
+            if p.next_timeout != Some(at) {
+                continue; // stale
+            }
+            let r = self.with_peer(id, |p| Ok(p.rtc.handle_input(Input::Timeout(now))?));
+            if r.is_ok() {
+                self.drain(id, now);
+            }
+        }
+        self.due = due;
+        self.run_work(now);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    /// Runs `f` on one peer, dropping the peer if `f` panics.
+    fn with_peer<T>(&mut self, id: PeerId, f: impl FnOnce(&mut Peer) -> Result<T>) -> Result<T> {
+        let peer = self.peers.get_mut(&id).ok_or(Error::UnknownPeer(id))?;
+        match catch_unwind(AssertUnwindSafe(|| f(peer))) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.peer_panics.fetch_add(1, Relaxed);
+                self.forget_peer(id, "internal_error", Instant::now(), true);
+                Err(Error::PeerFailed("internal error".into()))
+            }
+        }
+    }
+
+    /// Polls a peer's `Rtc` until it yields a timeout, as str0m requires after every change.
+    fn drain(&mut self, id: PeerId, now: Instant) {
+        loop {
+            let polled = self.with_peer(id, |p| Ok(p.rtc.poll_output()?));
+            let out = match polled {
+                Ok(o) => o,
+                Err(Error::UnknownPeer(_)) => return,
+                Err(e) => {
+                    self.fail_peer(id, &format!("rtc: {e}"), now);
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        if p.next_timeout != Some(t) {
+                            p.next_timeout = Some(t);
+                            self.timers.schedule(t, id);
+                        }
+                    }
+                    if dtls_probe::take_negotiated_profile().is_some() {
+                        // A profile recorded without an owner cannot happen: handshakes only
+                        // progress inside this peer's calls, and are read at `Connected`.
+                    }
+                    return;
+                }
+                Output::Transmit(t) => {
+                    if let Some(p) = self.peers.get(&id) {
+                        p.stats.add_out(t.contents.len());
+                    }
+                    self.stats.packets_out.fetch_add(1, Relaxed);
+                    self.stats.bytes_out.fetch_add(t.contents.len() as u64, Relaxed);
+                    self.transmits.push(Transmit {
+                        destination: t.destination,
+                        contents: t.contents.into(),
+                    });
+                }
+                Output::Event(e) => {
+                    if let Event::Connected = e {
+                        // Read the profile now: the handshake that set it ran in this call.
+                        if let Some(p) = self.peers.get_mut(&id) {
+                            if let Some(profile) = dtls_probe::take_negotiated_profile() {
+                                p.stats
+                                    .srtp_profile
+                                    .store(dtls_probe::profile_code(profile), Relaxed);
+                            }
+                        }
+                    }
+                    self.work.push_back((id, e));
+                }
+            }
+        }
+    }
+
+    fn run_work(&mut self, now: Instant) {
+        while let Some((id, e)) = self.work.pop_front() {
+            if !self.peers.contains_key(&id) {
+                continue;
+            }
+            self.handle_event(id, e, now);
+        }
+    }
+
+    fn handle_event(&mut self, id: PeerId, e: Event, now: Instant) {
+        match e {
+            Event::Connected => {
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                p.connected = true;
+                p.stats.connected.store(1, Relaxed);
+                let profile =
+                    crate::stats::srtp_profile_name(p.stats.srtp_profile.load(Relaxed)).to_owned();
+                self.events.push(EngineEvent::PeerConnected {
+                    peer: id,
+                    srtp_profile: profile,
+                });
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.fail_peer(id, "ice_disconnected", now);
+            }
+            Event::MediaAdded(m) => {
+                if m.direction.is_receiving() {
+                    self.publish(id, m.mid, m.kind.into());
+                }
+            }
+            Event::MediaChanged(m) => {
+                let published = self
+                    .peers
+                    .get(&id)
+                    .and_then(|p| p.published.get(&m.mid).copied());
+                match (published, m.direction.is_receiving()) {
+                    (Some(track), false) => self.unpublish(id, track, now),
+                    (None, true) => {
+                        let kind = self
+                            .peers
+                            .get(&id)
+                            .and_then(|p| p.rtc.media(m.mid))
+                            .map(|media| MediaKind::from(media.kind()));
+                        if let Some(kind) = kind {
+                            self.publish(id, m.mid, kind);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::RtpPacket(pkt) => self.forward(id, pkt, now),
+            Event::KeyframeRequest(req) => {
+                self.stats.keyframe_requests_in.fetch_add(1, Relaxed);
+                let track = self.peers.get_mut(&id).and_then(|p| {
+                    p.stats.plis_in.fetch_add(1, Relaxed);
+                    p.out_by_mid(req.mid).map(|o| o.track)
+                });
+                if let Some(track) = track {
+                    self.request_keyframe_kind(track, req.kind, now);
+                }
+            }
+            Event::PeerStats(s) => {
+                if let Some(p) = self.peers.get(&id) {
+                    if let Some(rtt) = s.rtt {
+                        p.stats.rtt_us.store(rtt.as_micros() as u64, Relaxed);
+                    }
+                    if let Some(loss) = s.egress_loss_fraction {
+                        let ppm = (f64::from(loss).clamp(0.0, 1.0) * 1e6) as u64;
+                        p.stats.loss_ppm.store(ppm, Relaxed);
+                    }
+                }
+            }
+            Event::MediaEgressStats(s) => {
+                if let Some(p) = self.peers.get(&id) {
+                    // Cumulative per mid: keep the largest seen as a lower bound of the total.
+                    p.stats.nacks_in.fetch_max(s.nacks, Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn publish(&mut self, id: PeerId, mid: Mid, kind: MediaKind) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.published.contains_key(&mid) {
+            return;
+        }
+        let track = TrackId(self.track_ids.fetch_add(1, Relaxed) + 1);
+        p.published.insert(mid, track);
+        let room = p.room.clone();
+        self.rooms.add_track(
+            track,
+            Track {
+                publisher: id,
+                room,
+                mid,
+                kind: kind.clone(),
+                subscribers: Vec::new(),
+                last_keyframe_request: None,
+            },
+        );
+        self.update_gauges();
+        self.events.push(EngineEvent::TrackPublished {
+            peer: id,
+            track,
+            kind,
+            mid: mid.to_string(),
+        });
+    }
+
+    fn unpublish(&mut self, id: PeerId, track: TrackId, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.published.retain(|_, t| *t != track);
+            p.ssrc_tracks.retain(|_, t| *t != track);
+        }
+        let Some(t) = self.rooms.remove_track(track) else {
+            return;
+        };
+        for sub in t.subscribers {
+            let changed = self
+                .peers
+                .get_mut(&sub)
+                .is_some_and(|p| p.unsubscribe(track));
+            if changed {
+                self.renegotiate(sub, now);
+            }
+        }
+        self.update_gauges();
+        self.events
+            .push(EngineEvent::TrackUnpublished { peer: id, track });
+    }
+
+    /// Sends one publisher's RTP packet to every open subscription of its track.
+    fn forward(&mut self, id: PeerId, pkt: RtpPacket, now: Instant) {
+        let ssrc = pkt.header.ssrc;
+        let Some(publisher) = self.peers.get_mut(&id) else {
+            return;
+        };
+        publisher.stats.rtp_in.fetch_add(1, Relaxed);
+        let track = match publisher.ssrc_tracks.get(&ssrc) {
+            Some(t) => *t,
+            None => {
+                let mid = publisher.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
+                let Some(track) = mid.and_then(|m| publisher.published.get(&m).copied()) else {
+                    return;
+                };
+                publisher.ssrc_tracks.insert(ssrc, track);
+                track
+            }
+        };
+        let pt_in = pkt.header.payload_type;
+        let Some(spec) = publisher.codec_of(pt_in) else {
+            self.stats.count_drop(DropReason::NoCodec);
+            return;
+        };
+        let video = spec.codec.is_video();
+        let h = &pkt.header;
+        let ext = ExtensionValues {
+            audio_level: h.ext_vals.audio_level,
+            voice_activity: h.ext_vals.voice_activity,
+            video_orientation: h.ext_vals.video_orientation,
+            video_content_type: h.ext_vals.video_content_type,
+            ..Default::default()
+        };
+        let subscribers: smallvec_like::Ids = self.rooms.subscribers(track).into();
+        for sub in subscribers.iter().copied() {
+            let written = self.with_peer(sub, |p| {
+                let Some(mid) = p
+                    .outgoing
+                    .iter()
+                    .find(|o| o.track == track)
+                    .and_then(|o| o.open_mid())
+                else {
+                    return Ok(false);
+                };
+                let cached = p
+                    .outgoing
+                    .iter()
+                    .find(|o| o.track == track)
+                    .and_then(|o| o.pt_map.iter().find(|(i, _)| *i == pt_in).map(|(_, o)| *o));
+                let pt_out = match cached {
+                    Some(v) => v,
+                    None => {
+                        let v = p.pt_for(mid, &spec);
+                        if let Some(o) = p.outgoing.iter_mut().find(|o| o.track == track) {
+                            o.pt_map.push((pt_in, v));
+                        }
+                        v
+                    }
+                };
+                let Some(pt_out) = pt_out else {
+                    return Err(Error::Rtc("no codec".into()));
+                };
+                let Some(out) = p.outgoing.iter_mut().find(|o| o.track == track) else {
+                    return Ok(false);
+                };
+                let (seq, ts) = out
+                    .rewriter
+                    .map(*ssrc, *pkt.seq_no, pkt.header.timestamp, now);
+                let mut api = p.rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+                    return Ok(false);
+                };
+                stream.write_rtp(
+                    RtpWrite::new(pt_out, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
+                        .marker(pkt.header.marker)
+                        .ext_vals(ext.clone())
+                        .nackable(video),
+                );
+                p.rtc.handle_input(Input::Timeout(now))?;
+                p.stats.rtp_out.fetch_add(1, Relaxed);
+                Ok(true)
+            });
+            match written {
+                Ok(true) => {
+                    self.stats.rtp_forwarded.fetch_add(1, Relaxed);
+                    self.drain(sub, now);
+                }
+                Ok(false) => {}
+                Err(Error::Rtc(msg)) if msg == "no codec" => self.stats.count_drop(DropReason::NoCodec),
+                Err(_) => self.drain(sub, now),
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self, track: TrackId, now: Instant) {
+        self.request_keyframe_kind(track, KeyframeRequestKind::Pli, now);
+    }
+
+    fn request_keyframe_kind(&mut self, track: TrackId, kind: KeyframeRequestKind, now: Instant) {
+        let Some(t) = self.rooms.track(track) else {
+            return;
+        };
+        if t.kind != MediaKind::Video {
+            return;
+        }
+        let (publisher, mid) = (t.publisher, t.mid);
+        if !self
+            .rooms
+            .allow_keyframe_request(track, now, self.settings.keyframe_request_interval)
+        {
+            return;
+        }
+        let sent = self.with_peer(publisher, |p| {
+            let mut api = p.rtc.direct_api();
+            match api.stream_rx_by_mid(mid, None) {
+                Some(rx) => {
+                    rx.request_keyframe(kind);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        });
+        if let Ok(true) = sent {
+            self.stats.keyframe_requests_out.fetch_add(1, Relaxed);
+            self.events.push(EngineEvent::KeyframeRequested {
+                peer: publisher,
+                track,
+            });
+            self.drain(publisher, now);
+        }
+    }
+
+    /// Offers queued subscription changes to the peer if nothing is outstanding.
+    fn renegotiate(&mut self, id: PeerId, now: Instant) {
+        let offer = self.with_peer(id, |p| Ok(p.make_offer()));
+        if let Ok(Some(sdp)) = offer {
+            self.drain(id, now);
+            self.events.push(EngineEvent::Offer { peer: id, sdp });
+        }
+    }
+
+    fn fail_peer(&mut self, id: PeerId, reason: &str, now: Instant) {
+        if self.peers.contains_key(&id) {
+            self.forget_peer(id, reason, now, true);
+        }
+    }
+
+    fn remove_peer(&mut self, id: PeerId, reason: &str, now: Instant) {
+        self.forget_peer(id, reason, now, false);
+    }
+
+    /// Removes a peer and everything that points at it. `failed` peers get `PeerFailed` first.
+    fn forget_peer(&mut self, id: PeerId, reason: &str, now: Instant, failed: bool) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        self.by_ufrag.remove(&peer.local_ufrag);
+        for a in &peer.addrs {
+            if self.by_addr.get(a) == Some(&id) {
+                self.by_addr.remove(a);
+            }
+        }
+        self.registry.remove(id);
+        self.rooms.leave(&peer.room, id);
+        for o in &peer.outgoing {
+            if let Some(t) = self.rooms.track_mut(o.track) {
+                t.subscribers.retain(|p| *p != id);
+            }
+        }
+        let published: Vec<TrackId> = peer.published.values().copied().collect();
+        if failed {
+            self.events.push(EngineEvent::PeerFailed {
+                peer: id,
+                reason: reason.to_owned(),
+            });
+        }
+        for track in published {
+            self.unpublish(id, track, now);
+        }
+        // Best effort goodbye (DTLS close_notify); a broken Rtc must not take the shard down.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            peer.rtc.disconnect();
+        }));
+        self.update_gauges();
+        self.events.push(EngineEvent::PeerClosed {
+            peer: id,
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn update_gauges(&self) {
+        self.stats.peers.store(self.peers.len() as u64, Relaxed);
+        self.stats.rooms.store(self.rooms.room_count() as u64, Relaxed);
+        self.stats.tracks.store(self.rooms.track_count() as u64, Relaxed);
+    }
+
+    /// For tests: the peer's local ICE ufrag.
+    pub fn peer_ufrag(&self, id: PeerId) -> Option<&str> {
+        self.peers.get(&id).map(|p| p.local_ufrag.as_str())
+    }
+
+    /// For tests: whether the peer completed ICE and DTLS.
+    pub fn peer_connected(&self, id: PeerId) -> bool {
+        self.peers.get(&id).is_some_and(|p| p.connected)
+    }
+
+    /// For tests and introspection: the state of a peer's subscriptions.
+    pub fn subscription_states(&self, id: PeerId) -> Vec<(TrackId, OutState)> {
+        self.peers
+            .get(&id)
+            .map(|p| p.outgoing.iter().map(|o| (o.track, o.state)).collect())
+            .unwrap_or_default()
+    }
+}
+
+mod smallvec_like {
+    use crate::ids::PeerId;
+
+    /// A copy of a subscriber list, so forwarding can borrow peers mutably while iterating.
+    pub struct Ids(Vec<PeerId>);
+
+    impl From<&[PeerId]> for Ids {
+        fn from(s: &[PeerId]) -> Self {
+            Ids(s.to_vec())
+        }
+    }
+
+    impl Ids {
+        pub fn iter(&self) -> std::slice::Iter<'_, PeerId> {
+            self.0.iter()
+        }
+    }
+}
