@@ -45,7 +45,9 @@ impl Engine {
         let config = EngineConfig {
             shards,
             bind_ip: parse_ip("bind_ip", bind_ip)?,
-            announce_ip: announce_ip.map(|s| parse_ip("announce_ip", s)).transpose()?,
+            announce_ip: announce_ip
+                .map(|s| parse_ip("announce_ip", s))
+                .transpose()?,
             port_min,
             port_max,
             event_queue_capacity,

@@ -1,7 +1,7 @@
 //! The one place where engine errors become Python exceptions.
 
-use pyo3::PyErr;
 use pyo3::exceptions::{PyException, PyKeyError, PyRuntimeError, PyValueError};
+use pyo3::PyErr;
 
 pyo3::create_exception!(
     _native,

@@ -83,7 +83,9 @@ impl EngineConfig {
             )));
         }
         if self.event_queue_capacity == 0 {
-            return Err(Error::Config("event_queue_capacity must be positive".into()));
+            return Err(Error::Config(
+                "event_queue_capacity must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -41,7 +41,6 @@ struct ProbingDtlsProvider {
     inner: &'static dyn DtlsProvider,
 }
 
-
 impl DtlsProvider for ProbingDtlsProvider {
     fn generate_certificate(&self) -> Option<DtlsCert> {
         self.inner.generate_certificate()
@@ -63,7 +62,6 @@ impl DtlsProvider for ProbingDtlsProvider {
 struct ProbingDtls {
     inner: Box<dyn DtlsInstance>,
 }
-
 
 impl DtlsInstance for ProbingDtls {
     fn set_active(&mut self, active: bool) {

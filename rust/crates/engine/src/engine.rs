@@ -186,7 +186,12 @@ impl Engine {
         events
     }
 
-    pub fn create_peer(&self, room: &str, identity: &str, offer: String) -> Result<(PeerId, String)> {
+    pub fn create_peer(
+        &self,
+        room: &str,
+        identity: &str,
+        offer: String,
+    ) -> Result<(PeerId, String)> {
         if !self.is_running() {
             return Err(Error::NotRunning);
         }

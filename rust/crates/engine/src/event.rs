@@ -29,17 +29,40 @@ impl From<str0m::media::MediaKind> for MediaKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineEvent {
     /// ICE and DTLS completed; SRTP keys are in place.
-    PeerConnected { peer: PeerId, srtp_profile: String },
+    PeerConnected {
+        peer: PeerId,
+        srtp_profile: String,
+    },
     /// The peer broke (timeout, ICE loss, internal error) and was removed.
-    PeerFailed { peer: PeerId, reason: String },
+    PeerFailed {
+        peer: PeerId,
+        reason: String,
+    },
     /// The peer was removed (by request or after a failure).
-    PeerClosed { peer: PeerId, reason: String },
-    TrackPublished { peer: PeerId, track: TrackId, kind: MediaKind, mid: String },
-    TrackUnpublished { peer: PeerId, track: TrackId },
+    PeerClosed {
+        peer: PeerId,
+        reason: String,
+    },
+    TrackPublished {
+        peer: PeerId,
+        track: TrackId,
+        kind: MediaKind,
+        mid: String,
+    },
+    TrackUnpublished {
+        peer: PeerId,
+        track: TrackId,
+    },
     /// A subscriber asked the publisher of `track` for a keyframe (throttled).
-    KeyframeRequested { peer: PeerId, track: TrackId },
+    KeyframeRequested {
+        peer: PeerId,
+        track: TrackId,
+    },
     /// The server has changes for this peer: send it this offer, then apply its answer.
-    Offer { peer: PeerId, sdp: String },
+    Offer {
+        peer: PeerId,
+        sdp: String,
+    },
 }
 
 impl EngineEvent {

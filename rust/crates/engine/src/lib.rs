@@ -19,6 +19,7 @@ pub mod room;
 mod runner;
 pub mod sdp_text;
 pub mod shard;
+pub mod sim;
 pub mod stats;
 pub mod timers;
 pub mod udp;

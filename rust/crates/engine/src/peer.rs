@@ -278,7 +278,8 @@ impl Peer {
 }
 
 fn parse_offer(sdp: &str) -> Result<SdpOffer> {
-    SdpOffer::from_sdp_string(&sdp_text::offer_as_sendonly(sdp)).map_err(|e| Error::Sdp(e.to_string()))
+    SdpOffer::from_sdp_string(&sdp_text::offer_as_sendonly(sdp))
+        .map_err(|e| Error::Sdp(e.to_string()))
 }
 
 fn our_sdp(sdp: &str) -> String {

@@ -49,7 +49,7 @@ pub fn candidates_in_every_section(sdp: &str) -> String {
     };
     let mut out = String::with_capacity(sdp.len() + 256);
     let mut section: Vec<&str> = Vec::new();
-    let mut flush = |section: &mut Vec<&str>, out: &mut String| {
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
         if section.is_empty() {
             return;
         }
@@ -102,7 +102,10 @@ mod tests {
             assert_eq!(live.matches("a=candidate:1 1 udp").count(), 1, "{live}");
             assert!(live.contains("a=end-of-candidates"));
         }
-        assert!(!sections[2].contains("a=candidate"), "rejected section stays empty");
+        assert!(
+            !sections[2].contains("a=candidate"),
+            "rejected section stays empty"
+        );
         assert!(s.starts_with("v=0\r\ns=-\r\na=group:BUNDLE 0 1 2\r\n"));
     }
 

@@ -6,9 +6,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequestKind, Mid};
@@ -143,14 +143,17 @@ impl ShardCore {
             Ok(r) => r?,
             Err(_) => {
                 self.stats.peer_panics.fetch_add(1, Relaxed);
-                return Err(Error::PeerFailed("internal error while parsing the offer".into()));
+                return Err(Error::PeerFailed(
+                    "internal error while parsing the offer".into(),
+                ));
             }
         };
         self.by_ufrag.insert(peer.local_ufrag.clone(), id);
         self.registry.insert(id, Arc::clone(&peer.stats));
         self.peers.insert(id, peer);
         self.rooms.join(&room, id);
-        self.timers.schedule(now + self.settings.connect_timeout, id);
+        self.timers
+            .schedule(now + self.settings.connect_timeout, id);
         self.update_gauges();
         self.drain(id, now);
         self.run_work(now);
@@ -179,10 +182,15 @@ impl ShardCore {
     pub fn subscribe(&mut self, id: PeerId, track: TrackId, now: Instant) -> Result<()> {
         let (kind, stream_id) = {
             let t = self.rooms.track(track).ok_or(Error::UnknownTrack(track))?;
-            let publisher = self.peers.get(&t.publisher).ok_or(Error::UnknownTrack(track))?;
+            let publisher = self
+                .peers
+                .get(&t.publisher)
+                .ok_or(Error::UnknownTrack(track))?;
             let peer = self.peers.get(&id).ok_or(Error::UnknownPeer(id))?;
             if t.publisher == id {
-                return Err(Error::InvalidState("a peer cannot subscribe to itself".into()));
+                return Err(Error::InvalidState(
+                    "a peer cannot subscribe to itself".into(),
+                ));
             }
             if peer.room != t.room {
                 return Err(Error::InvalidState(format!("{track} is in another room")));
@@ -281,10 +289,8 @@ impl ShardCore {
             p.rtc.handle_input(input)?;
             Ok(true)
         });
-        match accepted {
-            Ok(true) => {}
-            Ok(false) if known.is_none() => self.stats.count_drop(DropReason::StunRejected),
-            Ok(false) | Err(_) => self.stats.count_drop(DropReason::PeerRejected),
+        if known.is_some() && !matches!(accepted, Ok(true)) {
+            self.stats.count_drop(DropReason::PeerRejected);
         }
         let before = self.transmits.len();
         self.drain(id, now);
@@ -294,7 +300,10 @@ impl ShardCore {
             let answered = self.transmits[before..]
                 .iter()
                 .any(|t| t.destination == source);
-            if answered {
+            if !answered {
+                // Unknown address and no answer: bad integrity, wrong role, or not accepted.
+                self.stats.count_drop(DropReason::StunRejected);
+            } else {
                 self.stats.stun_responses.fetch_add(1, Relaxed);
                 self.by_addr.insert(source, id);
                 if let Some(p) = self.peers.get_mut(&id) {
@@ -349,6 +358,13 @@ impl ShardCore {
     fn drain(&mut self, id: PeerId, now: Instant) {
         loop {
             let polled = self.with_peer(id, |p| Ok(p.rtc.poll_output()?));
+            // The DTLS handshake, if it just finished, ran inside this peer's call.
+            if let Some(profile) = dtls_probe::take_negotiated_profile() {
+                if let Some(p) = self.peers.get(&id) {
+                    let code = dtls_probe::profile_code(profile);
+                    p.stats.srtp_profile.store(code, Relaxed);
+                }
+            }
             let out = match polled {
                 Ok(o) => o,
                 Err(Error::UnknownPeer(_)) => return,
@@ -365,10 +381,6 @@ impl ShardCore {
                             self.timers.schedule(t, id);
                         }
                     }
-                    if dtls_probe::take_negotiated_profile().is_some() {
-                        // A profile recorded without an owner cannot happen: handshakes only
-                        // progress inside this peer's calls, and are read at `Connected`.
-                    }
                     return;
                 }
                 Output::Transmit(t) => {
@@ -376,25 +388,15 @@ impl ShardCore {
                         p.stats.add_out(t.contents.len());
                     }
                     self.stats.packets_out.fetch_add(1, Relaxed);
-                    self.stats.bytes_out.fetch_add(t.contents.len() as u64, Relaxed);
+                    self.stats
+                        .bytes_out
+                        .fetch_add(t.contents.len() as u64, Relaxed);
                     self.transmits.push(Transmit {
                         destination: t.destination,
                         contents: t.contents.into(),
                     });
                 }
-                Output::Event(e) => {
-                    if let Event::Connected = e {
-                        // Read the profile now: the handshake that set it ran in this call.
-                        if let Some(p) = self.peers.get_mut(&id) {
-                            if let Some(profile) = dtls_probe::take_negotiated_profile() {
-                                p.stats
-                                    .srtp_profile
-                                    .store(dtls_probe::profile_code(profile), Relaxed);
-                            }
-                        }
-                    }
-                    self.work.push_back((id, e));
-                }
+                Output::Event(e) => self.work.push_back((id, e)),
             }
         }
     }
@@ -426,10 +428,8 @@ impl ShardCore {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.fail_peer(id, "ice_disconnected", now);
             }
-            Event::MediaAdded(m) => {
-                if m.direction.is_receiving() {
-                    self.publish(id, m.mid, m.kind.into());
-                }
+            Event::MediaAdded(m) if m.direction.is_receiving() => {
+                self.publish(id, m.mid, m.kind.into());
             }
             Event::MediaChanged(m) => {
                 let published = self
@@ -622,7 +622,9 @@ impl ShardCore {
                     self.drain(sub, now);
                 }
                 Ok(false) => {}
-                Err(Error::Rtc(msg)) if msg == "no codec" => self.stats.count_drop(DropReason::NoCodec),
+                Err(Error::Rtc(msg)) if msg == "no codec" => {
+                    self.stats.count_drop(DropReason::NoCodec)
+                }
                 Err(_) => self.drain(sub, now),
             }
         }
@@ -726,8 +728,12 @@ impl ShardCore {
 
     fn update_gauges(&self) {
         self.stats.peers.store(self.peers.len() as u64, Relaxed);
-        self.stats.rooms.store(self.rooms.room_count() as u64, Relaxed);
-        self.stats.tracks.store(self.rooms.track_count() as u64, Relaxed);
+        self.stats
+            .rooms
+            .store(self.rooms.room_count() as u64, Relaxed);
+        self.stats
+            .tracks
+            .store(self.rooms.track_count() as u64, Relaxed);
     }
 
     /// For tests: the peer's local ICE ufrag.

@@ -1,0 +1,265 @@
+//! A shard and str0m client peers wired together in virtual time, with no sockets.
+//!
+//! Used by the engine's integration tests and the forwarding benchmark. Clients are ordinary
+//! str0m peers (full ICE, DTLS client) in RTP mode; the network between them and the shard
+//! delivers instantly, optionally dropping chosen client→shard packets.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+use crate::event::EngineEvent;
+use crate::ids::{PeerId, RoomId};
+use crate::shard::{ShardCore, ShardSettings};
+use crate::stats::{PeerRegistry, ShardStats};
+
+/// Decides whether a client→shard datagram is lost; gets the client index and a counter.
+pub type LossFn = Box<dyn FnMut(usize, u64) -> bool>;
+
+pub struct Client {
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub peer: PeerId,
+    pub events: Vec<Event>,
+    /// The m-lines this client offered, in order.
+    pub mids: Vec<(MediaKind, Direction, Mid)>,
+    /// Client→shard datagrams generated, and how many were dropped by the loss model.
+    pub sent: u64,
+    pub lost: u64,
+}
+
+pub struct Sim {
+    pub core: ShardCore,
+    pub now: Instant,
+    pub clients: Vec<Client>,
+    pub events: Vec<EngineEvent>,
+    pub loss: Option<LossFn>,
+    /// When false, client datagrams are held in `uplink` instead of reaching the shard.
+    pub deliver_uplink: bool,
+    pub uplink: Vec<(usize, Vec<u8>)>,
+    next_peer: u64,
+}
+
+pub fn client_config() -> RtcConfig {
+    RtcConfig::new()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+}
+
+impl Sim {
+    pub fn new() -> Sim {
+        let now = Instant::now();
+        let local: SocketAddr = "10.0.0.1:5000".parse().unwrap_or_else(|_| unreachable!());
+        let core = ShardCore::new(
+            local,
+            ShardSettings::default(),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(ShardStats::default()),
+            PeerRegistry::default(),
+        );
+        Sim {
+            core,
+            now,
+            clients: Vec::new(),
+            events: Vec::new(),
+            loss: None,
+            deliver_uplink: true,
+            uplink: Vec::new(),
+            next_peer: 1,
+        }
+    }
+
+    /// Adds a client that offers one m-line per entry of `media` and returns its index.
+    pub fn join(&mut self, room: &str, name: &str, media: &[(MediaKind, Direction)]) -> usize {
+        let index = self.clients.len();
+        let addr: SocketAddr = SocketAddr::from(([10, 0, 1, index as u8 + 1], 40000));
+        let mut rtc = client_config().build(self.now);
+        let cand = Candidate::host(addr, "udp").expect("a host candidate");
+        rtc.add_local_candidate(cand);
+        let mut api = rtc.sdp_api();
+        let mut mids = Vec::new();
+        for (kind, dir) in media {
+            let mid = api.add_media(*kind, *dir, Some(name.to_owned()), None, None);
+            mids.push((*kind, *dir, mid));
+        }
+        let (offer, pending) = api.apply().expect("the client has media to offer");
+        let peer = PeerId(self.next_peer);
+        self.next_peer += 1;
+        let answer = self
+            .core
+            .create_peer(
+                peer,
+                RoomId::new(room),
+                name.to_owned(),
+                &offer.to_sdp_string(),
+                self.now,
+            )
+            .expect("the shard accepts the offer");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("the answer parses");
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .expect("the client accepts the answer");
+        self.clients.push(Client {
+            rtc,
+            addr,
+            peer,
+            events: Vec::new(),
+            mids,
+            sent: 0,
+            lost: 0,
+        });
+        self.pump();
+        index
+    }
+
+    /// Moves datagrams and events until nothing is in flight.
+    pub fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.clients.len() {
+                loop {
+                    let out = match self.clients[i].rtc.poll_output() {
+                        Ok(o) => o,
+                        Err(_) => break,
+                    };
+                    match out {
+                        Output::Timeout(_) => break,
+                        Output::Event(e) => self.clients[i].events.push(e),
+                        Output::Transmit(t) => {
+                            let c = &mut self.clients[i];
+                            c.sent += 1;
+                            let lost = match &mut self.loss {
+                                Some(f) => f(i, c.sent),
+                                None => false,
+                            };
+                            if lost {
+                                c.lost += 1;
+                            } else {
+                                self.uplink.push((i, t.contents.into()));
+                            }
+                        }
+                    }
+                }
+            }
+            if self.deliver_uplink {
+                for (i, data) in std::mem::take(&mut self.uplink) {
+                    moved = true;
+                    let src = self.clients[i].addr;
+                    self.core.handle_datagram(self.now, src, &data);
+                }
+            }
+            let transmits: Vec<_> = self.core.take_transmits().collect();
+            for t in transmits {
+                moved = true;
+                self.deliver_down(t.destination, &t.contents);
+            }
+            let events: Vec<_> = self.core.take_events().collect();
+            self.events.extend(events);
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn deliver_down(&mut self, dest: SocketAddr, data: &[u8]) {
+        let server = self.core.local_addr();
+        let now = self.now;
+        let Some(c) = self.clients.iter_mut().find(|c| c.addr == dest) else {
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source: server,
+                destination: dest,
+                contents,
+            },
+        );
+        let _ = c.rtc.handle_input(input);
+    }
+
+    /// Advances virtual time by `dt`, firing every timer that falls due.
+    pub fn advance(&mut self, dt: Duration) {
+        self.now += dt;
+        let now = self.now;
+        self.core.handle_timeout(now);
+        for c in &mut self.clients {
+            let _ = c.rtc.handle_input(Input::Timeout(now));
+        }
+        self.pump();
+    }
+
+    /// Answers every server offer waiting in `events`, as a client would.
+    pub fn answer_offers(&mut self) {
+        loop {
+            let offers: Vec<(PeerId, String)> = self
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    EngineEvent::Offer { peer, sdp } => Some((*peer, sdp.clone())),
+                    _ => None,
+                })
+                .collect();
+            if offers.is_empty() {
+                return;
+            }
+            self.events
+                .retain(|e| !matches!(e, EngineEvent::Offer { .. }));
+            for (peer, sdp) in offers {
+                let Some(c) = self.clients.iter_mut().find(|c| c.peer == peer) else {
+                    continue;
+                };
+                let offer = SdpOffer::from_sdp_string(&sdp).expect("server offers parse");
+                let answer = c
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .expect("the client accepts the server offer");
+                self.core
+                    .apply_answer(peer, &answer.to_sdp_string(), self.now)
+                    .expect("the shard accepts the answer");
+            }
+            self.pump();
+        }
+    }
+
+    /// Runs until `done` holds or `limit` of virtual time passes; true if `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Sim) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            self.answer_offers();
+            if done(self) {
+                return true;
+            }
+            self.advance(Duration::from_millis(5));
+        }
+        done(self)
+    }
+
+    /// The client's mid for the first m-line of `kind` it sends on.
+    pub fn send_mid(&self, client: usize, kind: MediaKind) -> Option<Mid> {
+        self.clients[client]
+            .mids
+            .iter()
+            .find(|(k, d, _)| *k == kind && d.is_sending())
+            .map(|(_, _, m)| *m)
+    }
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Sim::new()
+    }
+}

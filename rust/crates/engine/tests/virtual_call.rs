@@ -1,0 +1,280 @@
+//! A shard and real str0m client peers in virtual time: handshake, forwarding under loss,
+//! renegotiation on leave, hostile datagrams. No sockets.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind};
+use str0m::rtp::RtpWrite;
+use str0m::Event;
+use visio_engine::sim::Sim;
+use visio_engine::stats::DropReason;
+use visio_engine::EngineEvent;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Alice publishes audio and video; Bob only receives (his offer has one recvonly audio line).
+fn two_party_call(sim: &mut Sim) -> (usize, usize) {
+    let alice = sim.join(
+        "room",
+        "alice",
+        &[
+            (MediaKind::Audio, Direction::SendOnly),
+            (MediaKind::Video, Direction::SendOnly),
+        ],
+    );
+    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
+    let connected = sim.run_until(5 * SECOND, |s| {
+        s.clients.iter().all(|c| s.core.peer_connected(c.peer))
+    });
+    assert!(
+        connected,
+        "both peers complete ICE and DTLS within 5 s of virtual time"
+    );
+    let tracks: Vec<_> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::TrackPublished { peer, track, .. } if *peer == sim.clients[alice].peer => {
+                Some(*track)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        tracks.len(),
+        2,
+        "alice's audio and video are published: {:?}",
+        sim.events
+    );
+    let bob_peer = sim.clients[bob].peer;
+    for t in tracks {
+        sim.core
+            .subscribe(bob_peer, t, sim.now)
+            .expect("bob subscribes");
+    }
+    sim.pump();
+    sim.run_until(SECOND, |_| false);
+    (alice, bob)
+}
+
+fn vp8_pt(sim: &Sim, client: usize) -> str0m::media::Pt {
+    sim.clients[client]
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == Codec::Vp8)
+        .map(|p| p.pt())
+        .expect("clients offer VP8")
+}
+
+/// Sends `n` video packets from `client`, one every 10 ms, each carrying its index.
+fn send_video(sim: &mut Sim, client: usize, n: u16) {
+    let mid = sim
+        .send_mid(client, MediaKind::Video)
+        .expect("a video send line");
+    let pt = vp8_pt(sim, client);
+    for i in 0..n {
+        let mut payload = vec![0x10, (i >> 8) as u8, i as u8];
+        payload.resize(600, 0xAB);
+        let now = sim.now;
+        let rtc = &mut sim.clients[client].rtc;
+        let mut api = rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("a send stream");
+        tx.write_rtp(
+            RtpWrite::new(
+                pt,
+                (1000 + u64::from(i)).into(),
+                3000 * u32::from(i),
+                now,
+                payload,
+            )
+            .marker(true)
+            .nackable(true),
+        );
+        sim.advance(Duration::from_millis(10));
+    }
+}
+
+fn received_video(sim: &Sim, client: usize) -> (BTreeSet<u16>, Vec<u64>) {
+    let mut indices = BTreeSet::new();
+    let mut seqs = Vec::new();
+    for e in &sim.clients[client].events {
+        if let Event::RtpPacket(p) = e {
+            if p.payload.len() == 600 && p.payload[0] == 0x10 {
+                indices.insert(u16::from(p.payload[1]) << 8 | u16::from(p.payload[2]));
+                seqs.push(*p.seq_no);
+            }
+        }
+    }
+    (indices, seqs)
+}
+
+#[test]
+fn a_published_video_track_reaches_the_subscriber_and_nack_repairs_loss() {
+    let mut sim = Sim::new();
+    let (alice, bob) = two_party_call(&mut sim);
+    // From now on, lose every 10th datagram alice sends.
+    sim.loss = Some(Box::new(move |client, n| client == alice && n % 10 == 0));
+    send_video(&mut sim, alice, 300);
+    sim.run_until(2 * SECOND, |_| false);
+
+    let lost = sim.clients[alice].lost;
+    assert!(lost >= 25, "the loss model dropped packets: {lost}");
+    let (indices, seqs) = received_video(&sim, bob);
+    assert_eq!(
+        indices.len(),
+        300,
+        "every packet arrives after NACK/RTX repair; missing: {:?}",
+        (0..300)
+            .filter(|i| !indices.contains(i))
+            .collect::<Vec<_>>()
+    );
+    // The subscriber sees one continuous sequence number space.
+    let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+    let (lo, hi) = (distinct.first().copied(), distinct.last().copied());
+    assert_eq!(
+        hi.zip(lo).map(|(h, l)| h - l + 1),
+        Some(300),
+        "no gaps in {lo:?}..{hi:?}"
+    );
+    let stats = sim.core.stats().snapshot();
+    assert!(stats.rtp_forwarded >= 300, "{stats:?}");
+    assert!(
+        stats.keyframe_requests_out >= 1,
+        "a keyframe is requested for the new subscriber"
+    );
+}
+
+#[test]
+fn closing_the_publisher_unpublishes_and_removes_the_subscribers_media() {
+    let mut sim = Sim::new();
+    let (alice, bob) = two_party_call(&mut sim);
+    let bob_peer = sim.clients[bob].peer;
+    assert_eq!(sim.core.subscription_states(bob_peer).len(), 2);
+    let alice_peer = sim.clients[alice].peer;
+    sim.core
+        .close_peer(alice_peer, sim.now)
+        .expect("alice is closed");
+    sim.pump();
+    let unpublished = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, EngineEvent::TrackUnpublished { peer, .. } if *peer == alice_peer))
+        .count();
+    assert_eq!(unpublished, 2);
+    assert!(sim
+        .events
+        .iter()
+        .any(|e| matches!(e, EngineEvent::PeerClosed { peer, .. } if *peer == alice_peer)));
+    sim.run_until(SECOND, |s| s.core.subscription_states(bob_peer).is_empty());
+    assert!(
+        sim.core.subscription_states(bob_peer).is_empty(),
+        "bob's m-lines are stopped"
+    );
+    assert_eq!(sim.core.peer_count(), 1);
+    assert_eq!(sim.core.stats().snapshot().tracks, 0);
+}
+
+#[test]
+fn hostile_datagrams_are_dropped_by_reason_and_never_answered() {
+    let mut sim = Sim::new();
+    let (alice, bob) = two_party_call(&mut sim);
+    let stranger = "10.9.9.9:1234".parse().expect("an address");
+    let known_ufrag = sim
+        .core
+        .peer_ufrag(sim.clients[alice].peer)
+        .expect("alice's ufrag")
+        .to_owned();
+    // Well framed (FINGERPRINT correct) but MESSAGE-INTEGRITY is not keyed with our password.
+    let stun_known = stun_binding_request(&format!("{known_ufrag}:x"));
+    let hostile: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x00],
+        vec![0xff; 100],
+        vec![0x42; 3000],
+        stun_binding_request("nosuchufrag:x"),
+        stun_known,
+        vec![0x16, 0xfe, 0xfd, 0, 0],    // truncated DTLS record
+        vec![0x80, 0x60, 0, 1, 0, 0, 0], // truncated RTP
+        {
+            let mut rtp = vec![0x80, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1];
+            rtp.extend_from_slice(&[0u8; 100]);
+            rtp
+        },
+    ];
+    let out_before = sim.core.stats().snapshot().packets_out;
+    for d in &hostile {
+        sim.core.handle_datagram(sim.now, stranger, d);
+    }
+    let answered: Vec<_> = sim
+        .core
+        .take_transmits()
+        .filter(|t| t.destination == stranger)
+        .collect();
+    assert!(answered.is_empty(), "nothing goes back to the stranger");
+    sim.pump();
+    let s = sim.core.stats();
+    assert_eq!(s.drops(DropReason::StunUnknownUfrag), 1);
+    assert_eq!(s.drops(DropReason::StunRejected), 1);
+    assert_eq!(s.drops(DropReason::UnknownSource), 3);
+    assert_eq!(s.drops(DropReason::TooLarge), 1);
+    assert!(s.drops(DropReason::Malformed) >= 3);
+    assert!(s.snapshot().packets_out >= out_before);
+
+    // The call still carries media afterwards.
+    send_video(&mut sim, alice, 50);
+    sim.run_until(SECOND, |_| false);
+    let (indices, _) = received_video(&sim, bob);
+    assert_eq!(indices.len(), 50);
+}
+
+/// A STUN Binding Request with USERNAME, a forged MESSAGE-INTEGRITY and a valid FINGERPRINT.
+fn stun_binding_request(username: &str) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+    attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(username.as_bytes());
+    while attrs.len() % 4 != 0 {
+        attrs.push(0);
+    }
+    attrs.extend_from_slice(&0x0024u16.to_be_bytes()); // PRIORITY
+    attrs.extend_from_slice(&4u16.to_be_bytes());
+    attrs.extend_from_slice(&0x6e00_1eff_u32.to_be_bytes());
+    attrs.extend_from_slice(&0x802Au16.to_be_bytes()); // ICE-CONTROLLING
+    attrs.extend_from_slice(&8u16.to_be_bytes());
+    attrs.extend_from_slice(&[7; 8]);
+    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
+    attrs.extend_from_slice(&20u16.to_be_bytes());
+    attrs.extend_from_slice(&[0x5a; 20]);
+    let mut d = vec![0x00, 0x01];
+    d.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    d.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    d.extend_from_slice(&[9; 12]);
+    d.extend_from_slice(&attrs);
+    // FINGERPRINT covers the message with its own length already counted.
+    let len = (d.len() - 20 + 8) as u16;
+    d[2..4].copy_from_slice(&len.to_be_bytes());
+    let fp = crc32(&d) ^ 0x5354_554e;
+    d.extend_from_slice(&0x8028u16.to_be_bytes());
+    d.extend_from_slice(&4u16.to_be_bytes());
+    d.extend_from_slice(&fp.to_be_bytes());
+    d
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
