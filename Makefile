@@ -41,7 +41,7 @@ STAMPS := .stamps
 REQ_HASH := $(shell sha256sum requirements-dev.txt 2>/dev/null | cut -c1-16)
 REQ_STAMP := $(VENV)/.visio-media-requirements-$(REQ_HASH)
 NATIVE_STAMP := $(STAMPS)/native
-RUST_INPUTS := $(shell find rust -path rust/target -prune -o \
+RUST_INPUTS := $(shell find rust -name target -prune -o \
                  \( -name '*.rs' -o -name Cargo.toml -o -name build.rs \) -print 2>/dev/null) \
                rust/Cargo.lock
 

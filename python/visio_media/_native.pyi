@@ -1,4 +1,6 @@
-"""Typed surface of the Rust extension. Checked with `python -m mypy.stubtest visio_media._native`."""
+"""Typed surface of the Rust extension; checked by `python -m mypy.stubtest visio_media._native`."""
+
+__all__ = ["Engine", "EngineError", "__version__"]
 
 from typing import final
 
@@ -14,8 +16,8 @@ class Engine:
     Every method that waits for a shard releases the GIL while it waits.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         shards: int,
         bind_ip: str,
@@ -23,7 +25,7 @@ class Engine:
         port_min: int,
         port_max: int,
         event_queue_capacity: int = 65536,
-    ) -> None: ...
+    ) -> Engine: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def event_fd(self) -> int: ...

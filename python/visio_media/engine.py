@@ -104,7 +104,7 @@ def _event(kind: str, peer_id: int, attrs: dict[str, str | int]) -> EngineEvent 
         case "peer_closed":
             return PeerClosed(peer_id, s("reason"))
         case "track_published":
-            media = "audio" if s("kind") == "audio" else "video"
+            media: Literal["audio", "video"] = "audio" if s("kind") == "audio" else "video"
             return TrackPublished(peer_id, i("track_id"), media, s("mid"))
         case "track_unpublished":
             return TrackUnpublished(peer_id, i("track_id"))

@@ -106,7 +106,7 @@ impl Peer {
         offer_sdp: &str,
         now: Instant,
     ) -> Result<(Peer, String)> {
-        let offer = parse_offer(offer_sdp)?;
+        let offer = parse_offer(offer_sdp, &[])?;
         let mut rtc = rtc_config().build(now);
         let candidate =
             Candidate::host(local, "udp").map_err(|e| Error::Config(format!("candidate: {e}")))?;
@@ -135,7 +135,18 @@ impl Peer {
     /// A client-initiated renegotiation. If our own offer is outstanding (glare) we yield:
     /// its changes go back to the queue and are offered again after this exchange.
     pub fn accept_offer(&mut self, offer_sdp: &str) -> Result<String> {
-        let offer = parse_offer(offer_sdp)?;
+        let server_mids: Vec<String> = self
+            .outgoing
+            .iter()
+            .filter_map(|o| match o.state {
+                OutState::Open(m)
+                | OutState::Negotiating(m)
+                | OutState::ToStop(m)
+                | OutState::NegotiatingStop(m) => Some(m.to_string()),
+                OutState::ToOpen => None,
+            })
+            .collect();
+        let offer = parse_offer(offer_sdp, &server_mids)?;
         if self.pending.take().is_some() {
             for o in &mut self.outgoing {
                 o.state = match o.state {
@@ -151,8 +162,7 @@ impl Peer {
 
     /// The client's answer to our outstanding offer. Returns the tracks that became open.
     pub fn accept_answer(&mut self, answer_sdp: &str) -> Result<Vec<TrackId>> {
-        let answer =
-            SdpAnswer::from_sdp_string(answer_sdp).map_err(|e| Error::Sdp(e.to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(answer_sdp).map_err(sdp_error)?;
         let Some(pending) = self.pending.take() else {
             return Err(Error::InvalidState(
                 "no server offer is outstanding for this peer".into(),
@@ -277,9 +287,22 @@ impl Peer {
     }
 }
 
-fn parse_offer(sdp: &str) -> Result<SdpOffer> {
-    SdpOffer::from_sdp_string(&sdp_text::offer_as_sendonly(sdp))
-        .map_err(|e| Error::Sdp(e.to_string()))
+fn parse_offer(sdp: &str, server_mids: &[String]) -> Result<SdpOffer> {
+    SdpOffer::from_sdp_string(&sdp_text::offer_for_sfu(sdp, server_mids)).map_err(sdp_error)
+}
+
+/// The parser's message without its internal pointer offsets, on one line.
+fn sdp_error(e: impl std::fmt::Display) -> Error {
+    let text = e.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(|l| match l.find("PointerOffset") {
+            Some(i) => l[..i].trim_end_matches([' ', 'a', 't']).trim(),
+            None => l.trim(),
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    Error::Sdp(parts.join("; "))
 }
 
 fn our_sdp(sdp: &str) -> String {
@@ -296,5 +319,21 @@ fn same_codec(a: &CodecSpec, b: &CodecSpec) -> bool {
                 && a.format.packetization_mode == b.format.packetization_mode
         }
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdp_errors_carry_no_memory_addresses() {
+        let Err(e) = parse_offer("v=0\n", &[]) else {
+            panic!("a one-line SDP is not an offer");
+        };
+        let msg = e.to_string();
+        assert!(!msg.contains("0x"), "{msg}");
+        assert!(msg.starts_with("invalid SDP: "), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
     }
 }

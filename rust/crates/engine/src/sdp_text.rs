@@ -1,27 +1,42 @@
 //! Small, line-level adjustments to SDP text crossing the engine boundary.
 //!
 //! * Clients' offers: an SFU never sends on an m-line the client created, so a `sendrecv`
-//!   there is answered as if it were `sendonly`; the client then sees a `recvonly` answer
-//!   instead of a phantom remote track that never carries media.
+//!   there is answered as if it were `sendonly`, a `recvonly` as if `inactive`; the client
+//!   then sees no phantom remote track that never carries media.
 //! * Our descriptions: str0m lists ICE candidates only in the first bundled m-section.
 //!   Some stacks (aiortc) take candidates from the last one they parse, so every
 //!   m-section gets the candidates, followed by `a=end-of-candidates` (ICE-lite has no more).
 
-/// Rewrites `a=sendrecv` to `a=sendonly` in every media section of a client offer.
-pub fn offer_as_sendonly(sdp: &str) -> String {
+/// Adjusts a client's offer for an SFU that never sends on m-lines the client created:
+/// `sendrecv` becomes `sendonly` and `recvonly` becomes `inactive` in every media section
+/// except those whose mid is in `server_mids` (the lines the server added to send on).
+pub fn offer_for_sfu(sdp: &str, server_mids: &[String]) -> String {
     let mut out = String::with_capacity(sdp.len());
-    let mut in_media = false;
-    for line in lines(sdp) {
-        if line.starts_with("m=") {
-            in_media = true;
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
+        let ours = section.iter().any(|l| {
+            l.strip_prefix("a=mid:")
+                .is_some_and(|m| server_mids.iter().any(|s| s == m))
+        });
+        let is_media = section.first().is_some_and(|l| l.starts_with("m="));
+        for l in section.iter() {
+            let l = match *l {
+                "a=sendrecv" if is_media && !ours => "a=sendonly",
+                "a=recvonly" if is_media && !ours => "a=inactive",
+                other => other,
+            };
+            out.push_str(l);
+            out.push_str("\r\n");
         }
-        if in_media && line == "a=sendrecv" {
-            out.push_str("a=sendonly");
-        } else {
-            out.push_str(line);
+        section.clear();
+    };
+    for l in lines(sdp) {
+        if l.starts_with("m=") {
+            flush(&mut section, &mut out);
         }
-        out.push_str("\r\n");
+        section.push(l);
     }
+    flush(&mut section, &mut out);
     out
 }
 
@@ -116,11 +131,11 @@ mod tests {
     }
 
     #[test]
-    fn sendrecv_becomes_sendonly_only_in_media_sections() {
-        let sdp = "v=0\na=sendrecv\nm=audio 9 X 96\na=sendrecv\na=mid:0\n";
+    fn client_lines_become_send_only_or_inactive_but_server_lines_stay() {
+        let sdp = "v=0\na=sendrecv\nm=audio 9 X 96\na=mid:0\na=sendrecv\nm=video 9 X 97\na=mid:1\na=recvonly\nm=video 9 X 97\na=mid:s2\na=recvonly\n";
         assert_eq!(
-            offer_as_sendonly(sdp),
-            "v=0\r\na=sendrecv\r\nm=audio 9 X 96\r\na=sendonly\r\na=mid:0\r\n"
+            offer_for_sfu(sdp, &["s2".to_owned()]),
+            "v=0\r\na=sendrecv\r\nm=audio 9 X 96\r\na=mid:0\r\na=sendonly\r\nm=video 9 X 97\r\na=mid:1\r\na=inactive\r\nm=video 9 X 97\r\na=mid:s2\r\na=recvonly\r\n"
         );
     }
 }

@@ -426,7 +426,11 @@ impl ShardCore {
                 });
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.fail_peer(id, "ice_disconnected", now);
+                // Before the first connection the connect timeout decides; after it, an
+                // ICE-lite agent reports this once the client's consent checks stop (15 s).
+                if self.peers.get(&id).is_some_and(|p| p.connected) {
+                    self.fail_peer(id, "ice_disconnected", now);
+                }
             }
             Event::MediaAdded(m) if m.direction.is_receiving() => {
                 self.publish(id, m.mid, m.kind.into());

@@ -278,3 +278,37 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn a_peer_whose_consent_checks_stop_is_failed_and_removed_within_30_seconds() {
+    let mut sim = Sim::new();
+    let (alice, bob) = two_party_call(&mut sim);
+    let alice_peer = sim.clients[alice].peer;
+    let bob_peer = sim.clients[bob].peer;
+    // Alice vanishes: nothing she sends arrives any more.
+    sim.loss = Some(Box::new(move |client, _| client == alice));
+    let gone = sim.run_until(30 * SECOND, |s| {
+        s.events.iter().any(
+            |e| matches!(e, EngineEvent::PeerFailed { peer, reason } if *peer == alice_peer && reason == "ice_disconnected"),
+        )
+    });
+    assert!(gone, "alice fails on lost consent: {:?}", sim.events);
+    assert_eq!(sim.core.peer_count(), 1);
+    sim.run_until(SECOND, |s| s.core.subscription_states(bob_peer).is_empty());
+    assert!(sim.core.subscription_states(bob_peer).is_empty());
+}
+
+#[test]
+fn a_peer_that_never_connects_fails_at_the_connect_timeout() {
+    let mut sim = Sim::new();
+    sim.deliver_uplink = false;
+    let lonely = sim.join("room", "lonely", &[(MediaKind::Audio, Direction::SendOnly)]);
+    let peer = sim.clients[lonely].peer;
+    let failed = sim.run_until(35 * SECOND, |s| {
+        s.events.iter().any(
+            |e| matches!(e, EngineEvent::PeerFailed { peer: p, reason } if *p == peer && reason == "connect_timeout"),
+        )
+    });
+    assert!(failed, "{:?}", sim.events);
+    assert_eq!(sim.core.peer_count(), 0);
+}
