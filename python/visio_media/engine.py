@@ -78,6 +78,15 @@ class OfferNeeded:
     sdp: str
 
 
+@dataclass(frozen=True)
+class ActiveSpeakers:
+    """The loudest speaking audio tracks of a room changed (loudest first; empty: silence)."""
+
+    peer_id: int  # always 0: a room-wide event
+    room: str
+    track_ids: tuple[int, ...]
+
+
 EngineEvent = (
     PeerConnected
     | PeerFailed
@@ -86,6 +95,7 @@ EngineEvent = (
     | TrackUnpublished
     | KeyframeRequested
     | OfferNeeded
+    | ActiveSpeakers
 )
 
 
@@ -112,6 +122,9 @@ def _event(kind: str, peer_id: int, attrs: dict[str, str | int]) -> EngineEvent 
             return KeyframeRequested(peer_id, i("track_id"))
         case "offer":
             return OfferNeeded(peer_id, s("sdp"))
+        case "active_speakers":
+            ids = tuple(int(x) for x in s("track_ids").split(",") if x)
+            return ActiveSpeakers(peer_id, s("room"), ids)
     log.warning("unknown engine event %r ignored", kind)
     return None
 

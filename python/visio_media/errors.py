@@ -8,9 +8,12 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "EngineFailure",
+    "ForbiddenError",
     "InvalidStateError",
     "NotFoundError",
     "ProtocolError",
+    "RoomFullError",
+    "ShuttingDownError",
     "VisioError",
 ]
 
@@ -41,3 +44,15 @@ class ProtocolError(VisioError):
 
 class EngineFailure(VisioError):
     """The Rust engine reported a failure (an ``EngineError`` from ``visio_media._native``)."""
+
+
+class RoomFullError(InvalidStateError):
+    """The room already has its maximum number of participants."""
+
+
+class ShuttingDownError(InvalidStateError):
+    """The server is draining and takes no new participants."""
+
+
+class ForbiddenError(AuthError):
+    """The credentials are valid but do not grant this action."""

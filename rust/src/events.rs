@@ -1,4 +1,4 @@
-//! Engine events as plain Python tuples: (kind, peer_id, attributes).
+//! Engine events as plain Python tuples: (kind, peer_id, attributes); peer_id 0 for room-wide.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -41,6 +41,13 @@ pub fn to_python<'py>(py: Python<'py>, e: &EngineEvent) -> PyResult<PyEvent<'py>
             d.set_item("sdp", sdp)?;
             "offer"
         }
+        EngineEvent::ActiveSpeakers { room, tracks } => {
+            d.set_item("room", room.to_string())?;
+            let ids: Vec<String> = tracks.iter().map(|t| t.0.to_string()).collect();
+            d.set_item("track_ids", ids.join(","))?;
+            "active_speakers"
+        }
     };
-    Ok((kind, e.peer().0, d))
+    // Room-wide events carry peer id 0, which no peer has.
+    Ok((kind, e.peer().map_or(0, |p| p.0), d))
 }

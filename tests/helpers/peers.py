@@ -361,8 +361,9 @@ class MiniRoom:
 
     async def join(self, peer: TestPeer) -> int:
         offer = await peer.make_offer()
-        peer_id, answer = await self.engine.create_peer(
-            room=self.name, identity=peer.name, offer_sdp=offer
+        peer_id, answer = await asyncio.wait_for(
+            self.engine.create_peer(room=self.name, identity=peer.name, offer_sdp=offer),
+            self.negotiation_timeout,
         )
         peer.peer_id = peer_id
         peer.answer_sdp = answer
@@ -389,7 +390,7 @@ class MiniRoom:
             self.subscriptions = {s for s in self.subscriptions if s[0] != pid}
         await peer.close()
         if pid is not None and close_in_engine:
-            await self.engine.close_peer(pid)
+            await asyncio.wait_for(self.engine.close_peer(pid), self.negotiation_timeout)
 
     async def renegotiate_from_client(self, peer: TestPeer) -> None:
         """Client-initiated renegotiation (e.g. after adding a track), serialised with offers."""
@@ -508,7 +509,9 @@ class MiniRoom:
         if (subscriber, track_id) in self.subscriptions:
             return
         self.subscriptions.add((subscriber, track_id))
-        await self.engine.subscribe(subscriber, track_id)
+        await asyncio.wait_for(
+            self.engine.subscribe(subscriber, track_id), self.negotiation_timeout
+        )
 
     def _negotiation_queue(self, peer_id: int) -> asyncio.Queue:
         q = self._neg_queues.get(peer_id)
@@ -532,7 +535,9 @@ class MiniRoom:
                 if isinstance(job, _ClientRenegotiation):
                     try:
                         offer = await peer.make_offer()
-                        answer = await self.engine.apply_offer(peer_id, offer)
+                        answer = await asyncio.wait_for(
+                            self.engine.apply_offer(peer_id, offer), self.negotiation_timeout
+                        )
                         await peer.accept_answer(answer)
                         job.done.set_result(None)
                     except Exception as exc:

@@ -1,6 +1,6 @@
 //! Events the engine reports to its caller, in batches.
 
-use crate::ids::{PeerId, TrackId};
+use crate::ids::{PeerId, RoomId, TrackId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaKind {
@@ -63,11 +63,14 @@ pub enum EngineEvent {
         peer: PeerId,
         sdp: String,
     },
+    /// The loudest speaking audio tracks of a room changed (loudest first, maybe empty).
+    ActiveSpeakers { room: RoomId, tracks: Vec<TrackId> },
 }
 
 impl EngineEvent {
-    pub fn peer(&self) -> PeerId {
-        match self {
+    /// The peer the event is about; `None` for room-wide events.
+    pub fn peer(&self) -> Option<PeerId> {
+        Some(match self {
             EngineEvent::PeerConnected { peer, .. }
             | EngineEvent::PeerFailed { peer, .. }
             | EngineEvent::PeerClosed { peer, .. }
@@ -75,6 +78,7 @@ impl EngineEvent {
             | EngineEvent::TrackUnpublished { peer, .. }
             | EngineEvent::KeyframeRequested { peer, .. }
             | EngineEvent::Offer { peer, .. } => *peer,
-        }
+            EngineEvent::ActiveSpeakers { .. } => return None,
+        })
     }
 }

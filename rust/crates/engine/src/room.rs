@@ -20,11 +20,52 @@ pub struct Track {
     pub kind: MediaKind,
     pub subscribers: Vec<PeerId>,
     pub last_keyframe_request: Option<Instant>,
+    /// Smoothed audio level in dBov (-127 silence .. 0 loudest), from the RFC 6464 header
+    /// extension, and when it was last heard.
+    pub level: f32,
+    pub level_at: Option<Instant>,
 }
+
+impl Track {
+    pub fn new(publisher: PeerId, room: RoomId, mid: Mid, kind: MediaKind) -> Track {
+        Track {
+            publisher,
+            room,
+            mid,
+            kind,
+            subscribers: Vec::new(),
+            last_keyframe_request: None,
+            level: SILENCE,
+            level_at: None,
+        }
+    }
+
+    /// Folds one packet's audio level into the running estimate.
+    pub fn hear(&mut self, dbov: i8, now: Instant) {
+        self.level = 0.8 * self.level + 0.2 * f32::from(dbov);
+        self.level_at = Some(now);
+    }
+
+    fn speaking(&self, now: Instant) -> bool {
+        self.level > SPEAKING_DBOV
+            && self
+                .level_at
+                .is_some_and(|t| now.saturating_duration_since(t) < LEVEL_STALE)
+    }
+}
+
+const SILENCE: f32 = -127.0;
+/// Above this smoothed level a track counts as speaking.
+const SPEAKING_DBOV: f32 = -50.0;
+/// A level older than this is silence (the publisher muted or stopped sending).
+const LEVEL_STALE: std::time::Duration = std::time::Duration::from_millis(1000);
+/// At most this many active speakers are reported per room.
+const MAX_SPEAKERS: usize = 3;
 
 #[derive(Debug, Default)]
 pub struct Room {
     pub peers: Vec<PeerId>,
+    pub speakers: Vec<TrackId>,
 }
 
 /// The rooms and tracks of one shard.
@@ -78,6 +119,27 @@ impl Rooms {
 
     pub fn subscribers(&self, id: TrackId) -> &[PeerId] {
         self.tracks.get(&id).map_or(&[], |t| &t.subscribers)
+    }
+
+    /// Rooms whose loudest speaking tracks changed since the last call, with the new list.
+    pub fn speaker_changes(&mut self, now: Instant) -> Vec<(RoomId, Vec<TrackId>)> {
+        let mut by_room: HashMap<&RoomId, Vec<(f32, TrackId)>> = HashMap::new();
+        for (id, t) in &self.tracks {
+            if t.kind == MediaKind::Audio && t.speaking(now) {
+                by_room.entry(&t.room).or_default().push((t.level, *id));
+            }
+        }
+        let mut changes = Vec::new();
+        for (name, room) in &mut self.rooms {
+            let mut loud = by_room.remove(name).unwrap_or_default();
+            loud.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let speakers: Vec<TrackId> = loud.iter().take(MAX_SPEAKERS).map(|x| x.1).collect();
+            if speakers != room.speakers {
+                room.speakers = speakers.clone();
+                changes.push((name.clone(), speakers));
+            }
+        }
+        changes
     }
 
     /// Throttles keyframe requests per track: true when one may be sent now.

@@ -70,7 +70,11 @@ pub struct ShardCore {
     stats: Arc<ShardStats>,
     registry: PeerRegistry,
     due: Vec<(Instant, PeerId)>,
+    next_speaker_tick: Instant,
 }
+
+/// How often active speakers are re-evaluated.
+const SPEAKER_TICK: Duration = Duration::from_millis(300);
 
 impl ShardCore {
     pub fn new(
@@ -95,6 +99,7 @@ impl ShardCore {
             stats,
             registry,
             due: Vec::new(),
+            next_speaker_tick: Instant::now() + SPEAKER_TICK,
         }
     }
 
@@ -119,7 +124,11 @@ impl ShardCore {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        let speakers = (self.rooms.room_count() > 0).then_some(self.next_speaker_tick);
+        match (self.timers.next_deadline(), speakers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ---------------------------------------------------------------- commands
@@ -337,6 +346,12 @@ impl ShardCore {
         }
         self.due = due;
         self.run_work(now);
+        if now >= self.next_speaker_tick {
+            self.next_speaker_tick = now + SPEAKER_TICK;
+            for (room, tracks) in self.rooms.speaker_changes(now) {
+                self.events.push(EngineEvent::ActiveSpeakers { room, tracks });
+            }
+        }
     }
 
     // ---------------------------------------------------------------- internals
@@ -497,17 +512,8 @@ impl ShardCore {
         let track = TrackId(self.track_ids.fetch_add(1, Relaxed) + 1);
         p.published.insert(mid, track);
         let room = p.room.clone();
-        self.rooms.add_track(
-            track,
-            Track {
-                publisher: id,
-                room,
-                mid,
-                kind: kind.clone(),
-                subscribers: Vec::new(),
-                last_keyframe_request: None,
-            },
-        );
+        self.rooms
+            .add_track(track, Track::new(id, room, mid, kind.clone()));
         self.update_gauges();
         self.events.push(EngineEvent::TrackPublished {
             peer: id,
@@ -564,6 +570,11 @@ impl ShardCore {
         };
         let video = spec.codec.is_video();
         let h = &pkt.header;
+        if let (false, Some(level)) = (video, h.ext_vals.audio_level) {
+            if let Some(t) = self.rooms.track_mut(track) {
+                t.hear(level, now);
+            }
+        }
         let ext = ExtensionValues {
             audio_level: h.ext_vals.audio_level,
             voice_activity: h.ext_vals.voice_activity,

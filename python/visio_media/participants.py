@@ -1,0 +1,81 @@
+"""A participant: who they are, what they publish, and the signalling link to their client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from visio_media.auth import AccessToken
+
+log = logging.getLogger(__name__)
+
+
+class Link(Protocol):
+    """The signalling connection of a participant, as the domain sees it."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queues a message; never blocks."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Closes the connection after what is queued has been sent."""
+
+
+@dataclass
+class PublishedTrack:
+    track_id: int
+    kind: str
+    source: str
+    mid: str
+    muted: bool = False
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "track_id": self.track_id,
+            "kind": self.kind,
+            "source": self.source,
+            "muted": self.muted,
+        }
+
+
+@dataclass
+class Participant:
+    identity: str
+    name: str
+    room: str
+    token: AccessToken
+    link: Link | None
+    auto_subscribe: bool = True
+    session: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    peer_id: int | None = None
+    tracks: dict[int, PublishedTrack] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    pending_offer: str | None = None
+    joined_at: float = field(default_factory=time.time)
+    grace_task: asyncio.Task[None] | None = None
+    connected: bool = False
+    srtp_profile: str = ""
+    # Serialises this participant's negotiation steps with the engine.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def present(self) -> bool:
+        """True while a signalling link is attached (false during the reconnect grace)."""
+        return self.link is not None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "name": self.name,
+            "tracks": [t.info() for t in self.tracks.values()],
+        }
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.link is not None:
+            self.link.send(message)
+
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(log, {"room": self.room, "participant": self.identity})

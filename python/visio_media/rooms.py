@@ -1,0 +1,452 @@
+"""Rooms: who is in them, what they publish, who receives what. Drives the engine.
+
+The engine reports per peer; this layer turns that into per-participant and per-room facts and
+tells the clients (through each participant's link). It never touches a socket itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from visio_media.auth import AccessToken
+from visio_media.config import RoomConfig
+from visio_media.engine import (
+    ActiveSpeakers,
+    Engine,
+    EngineEvent,
+    OfferNeeded,
+    PeerClosed,
+    PeerConnected,
+    PeerFailed,
+    TrackPublished,
+    TrackUnpublished,
+)
+from visio_media.errors import (
+    ForbiddenError,
+    InvalidStateError,
+    NotFoundError,
+    RoomFullError,
+    ShuttingDownError,
+    VisioError,
+)
+from visio_media.participants import Link, Participant, PublishedTrack
+from visio_media.sdp import media_sections
+from visio_media.supervise import Supervisor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCE = {"audio": "microphone", "video": "camera"}
+SOURCE_KINDS = {
+    "microphone": "audio",
+    "camera": "video",
+    "screen_share": "video",
+    "screen_share_audio": "audio",
+}
+# Close codes sent with `left`, per docs/protocol.md.
+GOING_AWAY = {"room_closed", "server_shutdown"}
+
+
+@dataclass
+class Room:
+    name: str
+    max_participants: int
+    participants: dict[str, Participant] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    empty_task: asyncio.Task[None] | None = None
+
+    def others(self, p: Participant) -> list[Participant]:
+        return [q for q in self.participants.values() if q is not p]
+
+    def broadcast(self, message: dict[str, Any], *, exclude: Participant | None = None) -> None:
+        for q in self.participants.values():
+            if q is not exclude:
+                q.send(message)
+
+    def find_track(self, track_id: int) -> tuple[Participant, PublishedTrack] | None:
+        for q in self.participants.values():
+            t = q.tracks.get(track_id)
+            if t is not None:
+                return q, t
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "max_participants": self.max_participants,
+            "created_at": self.created_at,
+            "participants": [
+                {**q.info(), "present": q.present, "connected": q.connected}
+                for q in self.participants.values()
+            ],
+        }
+
+
+class RoomManager:
+    def __init__(self, engine: Engine, config: RoomConfig, supervisor: Supervisor) -> None:
+        self.engine = engine
+        self.config = config
+        self.supervisor = supervisor
+        self.rooms: dict[str, Room] = {}
+        self.accepting = True
+        self._by_peer: dict[int, Participant] = {}
+        # Engine events for peers whose create_peer reply has not been processed yet.
+        self._early: dict[int, list[EngineEvent]] = {}
+        # Set whenever the last participant anywhere leaves (drain waits on it).
+        self._all_left = asyncio.Event()
+        engine.on_event(self._on_engine_event)
+
+    # ------------------------------------------------------------------ joining and leaving
+
+    def participant_count(self) -> int:
+        return sum(len(r.participants) for r in self.rooms.values())
+
+    def create_room(self, name: str, max_participants: int | None = None) -> Room:
+        room = self.rooms.get(name)
+        if room is not None:
+            raise InvalidStateError(f"room {name!r} exists")
+        room = Room(name, max_participants or self.config.max_participants)
+        self.rooms[name] = room
+        self._schedule_empty_close(room)
+        log.info("room %s created", name)
+        return room
+
+    async def join(
+        self,
+        token: AccessToken,
+        link: Link,
+        *,
+        resume: str | None = None,
+        auto_subscribe: bool = True,
+    ) -> tuple[Participant, bool]:
+        if not self.accepting:
+            raise ShuttingDownError("the server is shutting down")
+        if not token.grants.join:
+            raise ForbiddenError("the token does not grant join")
+        room = self.rooms.get(token.room)
+        if room is None:
+            if not self.config.auto_create:
+                raise NotFoundError(f"no room {token.room!r}")
+            room = Room(token.room, self.config.max_participants)
+            self.rooms[token.room] = room
+            log.info("room %s created on first join", token.room)
+        existing = room.participants.get(token.identity)
+        if resume is not None:
+            if existing is None or existing.session != resume:
+                raise NotFoundError("no session to resume")
+            if existing.link is not None:
+                existing.link.close(1000, "resumed elsewhere")
+            existing.link = link
+            if existing.grace_task is not None:
+                existing.grace_task.cancel()
+                existing.grace_task = None
+            existing.logger().info("session resumed")
+            return existing, True
+        if existing is not None:
+            await self._remove(existing, "replaced")
+        if len(room.participants) >= room.max_participants:
+            raise RoomFullError(f"room {room.name!r} is full")
+        p = Participant(
+            identity=token.identity,
+            name=token.name,
+            room=room.name,
+            token=token,
+            link=link,
+            auto_subscribe=auto_subscribe,
+        )
+        room.participants[p.identity] = p
+        if room.empty_task is not None:
+            room.empty_task.cancel()
+            room.empty_task = None
+        room.broadcast({"type": "participant_joined", "participant": p.info()}, exclude=p)
+        p.logger().info("joined")
+        return p, False
+
+    def joined_message(self, p: Participant, resumed: bool) -> dict[str, Any]:
+        room = self.rooms[p.room]
+        return {
+            "type": "joined",
+            "protocol": 1,
+            "room": room.name,
+            "participant": p.info(),
+            "participants": [q.info() for q in room.others(p)],
+            "session": p.session,
+            "resumed": resumed,
+            "ice_servers": [],
+        }
+
+    def resend_pending(self, p: Participant) -> None:
+        """After a resume: the client may have missed our last offer."""
+        if p.pending_offer is not None:
+            p.send({"type": "offer", "sdp": p.pending_offer})
+
+    def link_lost(self, p: Participant, link: Link) -> None:
+        """The client's socket went away without `leave`: keep it for the grace period."""
+        if p.link is not link or self._room_of(p) is None:
+            return
+        p.link = None
+        p.logger().info("link lost; %.0f s to resume", self.config.reconnect_grace_seconds)
+
+        async def expire() -> None:
+            await asyncio.sleep(self.config.reconnect_grace_seconds)
+            if p.link is None and self._room_of(p) is not None:
+                await self._remove(p, "disconnected")
+
+        p.grace_task = self.supervisor.spawn(expire(), f"grace-{p.room}-{p.identity}")
+
+    async def leave(self, p: Participant, reason: str = "left") -> None:
+        await self._remove(p, reason)
+
+    async def remove_participant(self, room_name: str, identity: str) -> None:
+        room = self._room(room_name)
+        p = room.participants.get(identity)
+        if p is None:
+            raise NotFoundError(f"no participant {identity!r} in {room_name!r}")
+        await self._remove(p, "removed")
+
+    async def close_room(self, room_name: str, reason: str = "room_closed") -> None:
+        room = self._room(room_name)
+        for p in list(room.participants.values()):
+            await self._remove(p, reason)
+        self._forget_room(room)
+
+    async def _remove(self, p: Participant, reason: str) -> None:
+        room = self._room_of(p)
+        if room is None:
+            return
+        del room.participants[p.identity]
+        if p.grace_task is not None and p.grace_task is not asyncio.current_task():
+            p.grace_task.cancel()
+        p.grace_task = None
+        if p.link is not None:
+            p.link.send({"type": "left", "reason": reason})
+            p.link.close(1001 if reason in GOING_AWAY else 1000, reason)
+            p.link = None
+        for track_id in list(p.tracks):
+            room.broadcast(
+                {"type": "track_unpublished", "identity": p.identity, "track_id": track_id}
+            )
+        p.tracks.clear()
+        if p.peer_id is not None:
+            self._by_peer.pop(p.peer_id, None)
+            peer, p.peer_id = p.peer_id, None
+            try:
+                await self.engine.close_peer(peer)
+            except NotFoundError:
+                pass  # the engine already dropped it (failure)
+        room.broadcast({"type": "participant_left", "identity": p.identity, "reason": reason})
+        p.logger().info("left (%s)", reason)
+        if not room.participants:
+            self._schedule_empty_close(room)
+            if not self.participant_count():
+                self._all_left.set()
+
+    def _schedule_empty_close(self, room: Room) -> None:
+        async def close_when_idle() -> None:
+            await asyncio.sleep(self.config.empty_timeout_seconds)
+            if not room.participants and self.rooms.get(room.name) is room:
+                self._forget_room(room)
+                log.info("room %s closed after %.0f s empty", room.name,
+                         self.config.empty_timeout_seconds)
+
+        if room.empty_task is None:
+            room.empty_task = self.supervisor.spawn(close_when_idle(), f"empty-{room.name}")
+
+    def _forget_room(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+        if room.empty_task is not None and room.empty_task is not asyncio.current_task():
+            room.empty_task.cancel()
+        room.empty_task = None
+
+    # ------------------------------------------------------------------ media negotiation
+
+    async def client_offer(self, p: Participant, sdp: str, sources: dict[str, str]) -> str:
+        self._check_publish(p, sdp, sources)
+        async with p.lock:
+            p.sources.update(sources)
+            if p.peer_id is None:
+                peer_id, answer = await self.engine.create_peer(p.room, p.identity, sdp)
+                if self._room_of(p) is None:
+                    await self.engine.close_peer(peer_id)  # left while we waited
+                    raise InvalidStateError("the participant left")
+                p.peer_id = peer_id
+                self._by_peer[peer_id] = p
+                for event in self._early.pop(peer_id, []):
+                    self._on_engine_event(event)
+                await self._subscribe_to_room(p)
+            else:
+                # Our own outstanding offer is dropped by the engine (glare): the client
+                # gets a fresh one after this answer.
+                answer = await self.engine.apply_offer(p.peer_id, sdp)
+                p.pending_offer = None
+            return answer
+
+    async def client_answer(self, p: Participant, sdp: str) -> None:
+        async with p.lock:
+            if p.peer_id is None or p.pending_offer is None:
+                raise InvalidStateError("no server offer is outstanding")
+            p.pending_offer = None
+            await self.engine.apply_answer(p.peer_id, sdp)
+
+    def _check_publish(self, p: Participant, sdp: str, sources: dict[str, str]) -> None:
+        grants = p.token.grants
+        for s in media_sections(sdp):
+            if not s.client_sends:
+                continue
+            if s.mid is not None and s.mid in {t.mid for t in p.tracks.values()}:
+                continue  # already published: renegotiation keeps it
+            source = sources.get(s.mid or "", DEFAULT_SOURCE.get(s.kind, s.kind))
+            if not grants.publish:
+                raise ForbiddenError("the token does not grant publish")
+            if source not in grants.publish_sources:
+                raise ForbiddenError(f"the token does not grant publishing {source!r}")
+            if SOURCE_KINDS.get(source) not in (None, s.kind):
+                raise ForbiddenError(f"{source!r} cannot be a {s.kind} track")
+
+    async def _subscribe_to_room(self, p: Participant) -> None:
+        if p.peer_id is None or not p.auto_subscribe or not p.token.grants.subscribe:
+            return
+        room = self._room_of(p)
+        if room is None:
+            return
+        for q in room.others(p):
+            for track_id in list(q.tracks):
+                await self._subscribe(p, track_id)
+
+    async def _subscribe(self, p: Participant, track_id: int) -> None:
+        if p.peer_id is None:
+            return
+        try:
+            await self.engine.subscribe(p.peer_id, track_id)
+        except (NotFoundError, VisioError) as e:
+            # The track or the peer went away meanwhile: nothing to receive.
+            p.logger().debug("subscribe to %d skipped: %s", track_id, e)
+
+    async def subscribe(self, p: Participant, track_ids: list[int], subscribe: bool) -> None:
+        if not p.token.grants.subscribe:
+            raise ForbiddenError("the token does not grant subscribe")
+        room = self._room_of(p)
+        if room is None:
+            raise InvalidStateError("not in a room")
+        for track_id in track_ids:
+            if room.find_track(track_id) is None:
+                raise NotFoundError(f"no track {track_id}")
+        if p.peer_id is None:
+            raise InvalidStateError("send an offer first")
+        for track_id in track_ids:
+            if subscribe:
+                await self.engine.subscribe(p.peer_id, track_id)
+            else:
+                await self.engine.unsubscribe(p.peer_id, track_id)
+
+    def set_muted(self, room_name: str, identity: str, track_id: int, muted: bool) -> None:
+        room = self._room(room_name)
+        p = room.participants.get(identity)
+        track = p.tracks.get(track_id) if p is not None else None
+        if p is None or track is None:
+            raise NotFoundError(f"no track {track_id} of {identity!r}")
+        if track.muted == muted:
+            return
+        track.muted = muted
+        room.broadcast(
+            {"type": "track_muted", "identity": identity, "track_id": track_id, "muted": muted}
+        )
+
+    # ------------------------------------------------------------------ engine events
+
+    def _on_engine_event(self, event: EngineEvent) -> None:
+        if isinstance(event, ActiveSpeakers):
+            self._on_speakers(event)
+            return
+        p = self._by_peer.get(event.peer_id)
+        if p is None:
+            if not isinstance(event, PeerClosed):
+                self._early.setdefault(event.peer_id, []).append(event)
+                if len(self._early) > 10_000:  # peers that never got registered
+                    self._early.pop(next(iter(self._early)))
+            else:
+                self._early.pop(event.peer_id, None)
+            return
+        room = self._room_of(p)
+        if room is None:
+            return
+        match event:
+            case TrackPublished(track_id=track_id, kind=kind, mid=mid):
+                source = p.sources.get(mid, DEFAULT_SOURCE[kind])
+                track = PublishedTrack(track_id, kind, source, mid)
+                p.tracks[track_id] = track
+                room.broadcast(
+                    {"type": "track_published", "identity": p.identity, "track": track.info()},
+                    exclude=p,
+                )
+                for q in room.others(p):
+                    if q.auto_subscribe and q.token.grants.subscribe and q.peer_id is not None:
+                        self.supervisor.spawn(self._subscribe(q, track_id), f"sub-{track_id}")
+            case TrackUnpublished(track_id=track_id):
+                if p.tracks.pop(track_id, None) is not None:
+                    room.broadcast(
+                        {"type": "track_unpublished", "identity": p.identity, "track_id": track_id},
+                        exclude=p,
+                    )
+            case OfferNeeded(sdp=sdp):
+                p.pending_offer = sdp
+                p.send({"type": "offer", "sdp": sdp})
+            case PeerConnected(srtp_profile=profile):
+                p.connected = True
+                p.srtp_profile = profile
+                p.send({"type": "connection_state", "state": "connected", "srtp_profile": profile})
+            case PeerFailed(reason=reason):
+                p.logger().warning("media failed: %s", reason)
+                p.send({"type": "connection_state", "state": "failed", "reason": reason})
+                self.supervisor.spawn(self._remove(p, "disconnected"), f"failed-{p.identity}")
+            case PeerClosed():
+                if p.peer_id == event.peer_id:
+                    self._by_peer.pop(event.peer_id, None)
+                    p.peer_id = None
+            case _:
+                pass
+
+    def _on_speakers(self, event: ActiveSpeakers) -> None:
+        room = self.rooms.get(event.room)
+        if room is None:
+            return
+        identities: list[str] = []
+        for track_id in event.track_ids:
+            found = room.find_track(track_id)
+            if found is not None and found[0].identity not in identities:
+                identities.append(found[0].identity)
+        room.broadcast({"type": "active_speaker", "identities": identities})
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def drain(self, deadline_seconds: float) -> None:
+        """Refuses new joins, warns everyone, waits for rooms to empty or the deadline."""
+        self.accepting = False
+        for room in self.rooms.values():
+            room.broadcast({"type": "draining", "deadline_seconds": deadline_seconds})
+        if self.participant_count():
+            self._all_left.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline_seconds):
+                    await self._all_left.wait()
+        for room in list(self.rooms.values()):
+            await self.close_room(room.name, "server_shutdown")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            raise NotFoundError(f"no room {name!r}")
+        return room
+
+    def _room_of(self, p: Participant) -> Room | None:
+        room = self.rooms.get(p.room)
+        if room is None or room.participants.get(p.identity) is not p:
+            return None
+        return room

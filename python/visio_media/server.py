@@ -1,0 +1,333 @@
+"""The HTTP edge: the aiohttp application (WebSocket signalling, admin API, health, the browser
+client) and the process life cycle (start, SIGTERM drain, stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import signal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from visio_media.auth import AccessToken, Grants, mint_token, verify_token
+from visio_media.config import Config, effective_shards
+from visio_media.engine import Engine, EngineConfig
+from visio_media.errors import (
+    AuthError,
+    ForbiddenError,
+    InvalidStateError,
+    NotFoundError,
+    VisioError,
+)
+from visio_media.rooms import RoomManager
+from visio_media.signalling import Session
+from visio_media.supervise import Supervisor
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(str(resources.files("visio_media") / "web"))
+STATE: web.AppKey[ServerState] = web.AppKey("state")
+NAME_RE = re.compile(r"^[\w .'\-]{1,64}$")
+ROOM_RE = re.compile(r"^[\w.\-]{1,64}$")
+
+
+class ServerState:
+    """Everything one server process owns, created at startup and torn down at cleanup."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.supervisor = Supervisor()
+        m = config.media
+        self.engine = Engine(
+            EngineConfig(
+                shards=effective_shards(m),
+                bind_ip=m.bind_ip,
+                announce_ip=m.announce_ip,
+                port_min=m.port_min,
+                port_max=m.port_max,
+            )
+        )
+        self.rooms = RoomManager(self.engine, config.room, self.supervisor)
+        self.ready = False
+        self.sessions: set[asyncio.Task[Any]] = set()
+
+    def verify(self, token: str) -> AccessToken:
+        return verify_token(self.config.auth.secret, token)
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _admin(request: web.Request, room: str | None) -> AccessToken:
+    state = request.app[STATE]
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise AuthError("missing bearer token")
+    token = state.verify(header[7:].strip())
+    if not token.grants.room_admin:
+        raise ForbiddenError("the token does not grant room_admin")
+    if room is not None and not token.allows_room(room):
+        raise ForbiddenError("the token does not grant this room")
+    if room is None and token.room != "*":
+        raise ForbiddenError("listing rooms needs a token for room '*'")
+    return token
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Any
+) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ForbiddenError as e:
+        return _json_error(403, "forbidden", str(e))
+    except AuthError as e:
+        return _json_error(401, "unauthorized", str(e))
+    except NotFoundError as e:
+        return _json_error(404, "not_found", str(e))
+    except InvalidStateError as e:
+        return _json_error(409, "invalid_state", str(e))
+    except VisioError as e:
+        return _json_error(400, "bad_request", str(e))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidStateError("the body must be JSON") from e
+    if not isinstance(body, dict):
+        raise InvalidStateError("the body must be a JSON object")
+    return body
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    cfg = state.config.signalling
+    ws = web.WebSocketResponse(max_msg_size=cfg.max_message_bytes, heartbeat=20.0)
+    await ws.prepare(request)
+    task = asyncio.current_task()
+    if task is not None:
+        state.sessions.add(task)
+    try:
+        await Session(ws, state.rooms, cfg, state.verify).run()
+    finally:
+        if task is not None:
+            state.sessions.discard(task)
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.ready and state.rooms.accepting:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "draining" if state.ready else "starting"}, status=503)
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    _admin(request, None)
+    rooms = request.app[STATE].rooms.rooms
+    return web.json_response({"rooms": [r.info() for r in rooms.values()]})
+
+
+async def show_room(request: web.Request) -> web.Response:
+    name = request.match_info["room"]
+    _admin(request, name)
+    room = request.app[STATE].rooms.rooms.get(name)
+    if room is None:
+        raise NotFoundError(f"no room {name!r}")
+    return web.json_response(room.info())
+
+
+async def create_room(request: web.Request) -> web.Response:
+    body = await _body(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not ROOM_RE.match(name):
+        raise InvalidStateError("name must be 1-64 letters, digits, '.', '-' or '_'")
+    _admin(request, name)
+    limit = body.get("max_participants")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidStateError("max_participants must be a positive integer")
+    room = request.app[STATE].rooms.create_room(name, limit)
+    return web.json_response(room.info(), status=201)
+
+
+async def close_room(request: web.Request) -> web.Response:
+    name = request.match_info["room"]
+    _admin(request, name)
+    await request.app[STATE].rooms.close_room(name)
+    return web.json_response({"closed": name})
+
+
+async def remove_participant(request: web.Request) -> web.Response:
+    name = request.match_info["room"]
+    _admin(request, name)
+    identity = request.match_info["identity"]
+    await request.app[STATE].rooms.remove_participant(name, identity)
+    return web.json_response({"removed": identity})
+
+
+async def mute_track(request: web.Request) -> web.Response:
+    name = request.match_info["room"]
+    _admin(request, name)
+    body = await _body(request)
+    muted = body.get("muted", True)
+    if not isinstance(muted, bool):
+        raise InvalidStateError("muted must be a boolean")
+    try:
+        track_id = int(request.match_info["track_id"])
+    except ValueError as e:
+        raise NotFoundError("track ids are integers") from e
+    request.app[STATE].rooms.set_muted(name, request.match_info["identity"], track_id, muted)
+    return web.json_response({"track_id": track_id, "muted": muted})
+
+
+async def dev_token(request: web.Request) -> web.Response:
+    """Dev mode only: a join token for the browser client's join screen."""
+    state = request.app[STATE]
+    body = await _body(request)
+    room, name = body.get("room"), body.get("name")
+    if not isinstance(room, str) or not ROOM_RE.match(room):
+        raise InvalidStateError("room must be 1-64 letters, digits, '.', '-' or '_'")
+    if not isinstance(name, str) or not NAME_RE.match(name.strip()):
+        raise InvalidStateError("name must be 1-64 letters, digits, spaces, '.', '-' or '_'")
+    name = name.strip()
+    identity = f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-') or 'guest'}-" + (
+        secrets.token_hex(3)
+    )
+    token = mint_token(
+        state.config.auth.secret, identity=identity, room=room, name=name, grants=Grants()
+    )
+    return web.json_response({"token": token, "identity": identity, "room": room})
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    page = WEB_DIR / "index.html"
+    if not page.is_file():
+        return web.Response(text="the browser client is not installed", status=404)
+    return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+async def _on_startup(app: web.Application) -> None:
+    state = app[STATE]
+    await state.engine.start()
+    state.ready = True
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    state = app[STATE]
+    state.rooms.accepting = False
+    for room in list(state.rooms.rooms.values()):
+        await state.rooms.close_room(room.name, "server_shutdown")
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    state = app[STATE]
+    await state.supervisor.close()
+    await state.engine.stop()
+    state.ready = False
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=256 * 1024)
+    app[STATE] = ServerState(config)
+    app.router.add_get("/", index)
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/admin/rooms", list_rooms)
+    app.router.add_post("/admin/rooms", create_room)
+    app.router.add_get("/admin/rooms/{room}", show_room)
+    app.router.add_delete("/admin/rooms/{room}", close_room)
+    app.router.add_delete("/admin/rooms/{room}/participants/{identity}", remove_participant)
+    app.router.add_post(
+        "/admin/rooms/{room}/participants/{identity}/tracks/{track_id}/mute", mute_track
+    )
+    if config.server.dev_mode:
+        app.router.add_post("/api/dev-token", dev_token)
+    if WEB_DIR.is_dir():
+        app.router.add_static("/static/", WEB_DIR, show_index=False)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app
+
+
+async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
+    """Runs until SIGTERM/SIGINT (or `stop`), then drains: readyz 503, no new joins, clients
+    warned, rooms given `drain.deadline_seconds`, then everyone is told and the engine stops."""
+    app = create_app(config)
+    state = app[STATE]
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("signal received: draining (a second signal exits at once)")
+            stop.set()
+        else:
+            log.warning("second signal: exiting now")
+            os._exit(1)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    addresses = [f"http://{h}:{p}/" for h, p in _bound(runner)]
+    log.info("visio-media listening on %s; media UDP on %s", ", ".join(addresses),
+             state.engine.udp_addrs())
+    if config.server.dev_mode:
+        log.info("dev mode: open %s in a browser to join a meeting", addresses[0])
+    try:
+        await stop.wait()
+        await state.rooms.drain(config.drain.deadline_seconds)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def _bound(runner: web.AppRunner) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or []:
+            host, port = sock.getsockname()[:2]
+            out.append((host, port))
+    return out
+
+
+def run(config: Config) -> int:
+    """The `serve` command: uvloop, then `serve` until a signal."""
+    import uvloop
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        uvloop.run(serve(config))
+    except OSError as e:
+        log.error("cannot start: %s", e)
+        return 1
+    return 0
+
+
+__all__ = ["STATE", "ServerState", "create_app", "run", "serve"]

@@ -1,0 +1,325 @@
+"""The WebSocket signalling edge: JSON frames in, validated, mapped onto rooms; errors out.
+
+Protocol: docs/protocol.md. Domain errors become protocol error codes here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from visio_media.auth import AccessToken
+from visio_media.config import SignallingConfig
+from visio_media.errors import (
+    AuthError,
+    EngineFailure,
+    ForbiddenError,
+    InvalidStateError,
+    NotFoundError,
+    ProtocolError,
+    RoomFullError,
+    ShuttingDownError,
+    VisioError,
+)
+from visio_media.participants import Participant
+from visio_media.rooms import SOURCE_KINDS, RoomManager
+
+log = logging.getLogger(__name__)
+
+MAX_SDP = 64 * 1024
+MAX_STRING = 256
+MAX_ID = 64
+# Outgoing frames queued per connection before the client counts as stuck and is cut.
+SEND_QUEUE = 1024
+CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
+CLOSE_UNSUPPORTED = WSCloseCode.UNSUPPORTED_DATA
+
+
+class WsLink:
+    """A participant's link: a bounded outgoing queue drained by one writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
+        self.closing = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            log.warning("client too slow to read signalling; closing")
+            self.closing = True
+            self.queue = asyncio.Queue(1)
+            self.queue.put_nowait((WSCloseCode.TRY_AGAIN_LATER, "too slow"))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait((code, reason))
+
+    async def run_writer(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if isinstance(item, tuple):
+                code, reason = item
+                await self.ws.close(code=code, message=reason.encode()[:120])
+                return
+            try:
+                await self.ws.send_str(json.dumps(item, separators=(",", ":")))
+            except ConnectionError:
+                return
+
+
+class _NotJoined(InvalidStateError):
+    def __init__(self) -> None:
+        super().__init__("join first")
+
+
+class _AlreadyJoined(InvalidStateError):
+    def __init__(self) -> None:
+        super().__init__("this connection has joined already")
+
+
+def error_code(e: Exception) -> str:
+    match e:
+        case _NotJoined():
+            return "not_joined"
+        case _AlreadyJoined():
+            return "already_joined"
+        case ShuttingDownError():
+            return "shutting_down"
+        case RoomFullError():
+            return "room_full"
+        case ForbiddenError():
+            return "forbidden"
+        case AuthError():
+            return "unauthorized"
+        case NotFoundError():
+            return "not_found"
+        case EngineFailure():
+            return "bad_sdp"
+        case InvalidStateError():
+            return "invalid_state"
+        case ProtocolError():
+            return "bad_message"
+    return "internal"
+
+
+def _field(msg: dict[str, Any], name: str, kind: type, *, optional: bool = False) -> Any:
+    if name not in msg:
+        if optional:
+            return None
+        raise ProtocolError(f"missing field {name!r}")
+    value = msg[name]
+    # bool is an int in Python: never accept one for the other.
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ProtocolError(f"field {name!r} must be an integer")
+    if not isinstance(value, kind):
+        raise ProtocolError(f"field {name!r} must be {kind.__name__}")
+    if isinstance(value, str):
+        limit = MAX_SDP if name == "sdp" else (8192 if name == "token" else MAX_STRING)
+        if len(value) > limit:
+            raise ProtocolError(f"field {name!r} is longer than {limit} characters")
+    return value
+
+
+def _sources(msg: dict[str, Any]) -> dict[str, str]:
+    raw = _field(msg, "sources", dict, optional=True) or {}
+    if len(raw) > 64:
+        raise ProtocolError("too many sources")
+    out: dict[str, str] = {}
+    for mid, source in raw.items():
+        if not isinstance(source, str) or len(mid) > MAX_ID:
+            raise ProtocolError("sources must map mids to source names")
+        if source not in SOURCE_KINDS:
+            raise ProtocolError(f"unknown source {source!r}")
+        out[mid] = source
+    return out
+
+
+def _track_ids(msg: dict[str, Any]) -> list[int]:
+    raw = _field(msg, "track_ids", list)
+    if len(raw) > 256 or not all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
+        raise ProtocolError("track_ids must be a list of at most 256 integers")
+    return list(raw)
+
+
+class Session:
+    """One WebSocket: the join handshake, then request dispatch until it closes."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        rooms: RoomManager,
+        config: SignallingConfig,
+        verify: Callable[[str], AccessToken],
+    ) -> None:
+        self.ws = ws
+        self.link = WsLink(ws)
+        self.rooms = rooms
+        self.config = config
+        self.verify = verify
+        self.participant: Participant | None = None
+        self.left = False
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self.link.run_writer(), name="ws-writer")
+        try:
+            try:
+                async with asyncio.timeout(self.config.handshake_timeout_seconds):
+                    while self.participant is None and not self.link.closing:
+                        msg = await self.ws.receive()
+                        if not await self._frame(msg):
+                            return
+            except TimeoutError:
+                self.link.send(
+                    {"type": "error", "code": "unauthorized", "message": "join timed out"}
+                )
+                self.link.close(CLOSE_POLICY, "join timeout")
+                return
+            while not self.link.closing:
+                msg = await self.ws.receive()
+                if not await self._frame(msg):
+                    return
+        finally:
+            p = self.participant
+            if p is not None and not self.left:
+                self.rooms.link_lost(p, self.link)
+            self.link.closing = True
+            try:
+                await asyncio.wait_for(writer, 2.0)
+            except TimeoutError:
+                writer.cancel()
+            if not self.ws.closed:
+                await self.ws.close()
+
+    async def _frame(self, msg: Any) -> bool:
+        """Handles one frame; False when the connection is over."""
+        if msg.type == WSMsgType.TEXT:
+            await self._text(msg.data)
+            return True
+        if msg.type == WSMsgType.BINARY:
+            self.link.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            return False
+        if msg.type == WSMsgType.ERROR:
+            # aiohttp already closed with 1009 for a frame over max_msg_size.
+            log.info("websocket error: %s", self.ws.exception())
+        return False
+
+    async def _text(self, data: str) -> None:
+        ref: Any = None
+        try:
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                self._error("bad_json", "not JSON", None)
+                return
+            if not isinstance(msg, dict):
+                self._error("bad_json", "a frame must be a JSON object", None)
+                return
+            ref = msg.get("id")
+            if not (ref is None or isinstance(ref, str | int)) or isinstance(ref, bool):
+                ref = None
+            elif isinstance(ref, str) and len(ref) > MAX_ID:
+                ref = None
+            kind = msg.get("type")
+            if not isinstance(kind, str):
+                raise ProtocolError("missing field 'type'")
+            await self._dispatch(kind, msg, ref)
+        except VisioError as e:
+            code = error_code(e)
+            self._error(code, str(e), ref)
+            if self.participant is None and code in (
+                "unauthorized",
+                "forbidden",
+                "room_full",
+                "shutting_down",
+            ):
+                self.link.close(WSCloseCode.GOING_AWAY if code == "shutting_down"
+                                else CLOSE_POLICY, code)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("signalling handler failed")
+            self._error("internal", "internal error", ref)
+
+    def _error(self, code: str, message: str, ref: Any) -> None:
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if ref is not None:
+            frame["ref"] = ref
+        self.link.send(frame)
+
+    def _reply(self, frame: dict[str, Any], ref: Any) -> None:
+        if ref is not None:
+            frame["ref"] = ref
+        self.link.send(frame)
+
+    async def _dispatch(self, kind: str, msg: dict[str, Any], ref: Any) -> None:
+        if kind == "ping":
+            self._reply({"type": "pong"}, ref)
+            return
+        if kind == "join":
+            await self._join(msg, ref)
+            return
+        handlers = {
+            "offer": self._offer,
+            "answer": self._answer,
+            "mute": self._mute,
+            "subscribe": self._subscribe,
+            "leave": self._leave,
+        }
+        handler = handlers.get(kind)
+        if handler is None:
+            raise ProtocolError(f"unknown message type {kind[:MAX_ID]!r}")
+        p = self.participant
+        if p is None:
+            raise _NotJoined()
+        await handler(p, msg, ref)
+
+    async def _join(self, msg: dict[str, Any], ref: Any) -> None:
+        if self.participant is not None:
+            raise _AlreadyJoined()
+        token_text = _field(msg, "token", str)
+        resume = _field(msg, "resume", str, optional=True)
+        auto = _field(msg, "auto_subscribe", bool, optional=True)
+        token = self.verify(token_text)
+        p, resumed = await self.rooms.join(
+            token, self.link, resume=resume, auto_subscribe=True if auto is None else auto
+        )
+        self.participant = p
+        self._reply(self.rooms.joined_message(p, resumed), ref)
+        if resumed:
+            self.rooms.resend_pending(p)
+
+    async def _offer(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
+        sdp = _field(msg, "sdp", str)
+        answer = await self.rooms.client_offer(p, sdp, _sources(msg))
+        self._reply({"type": "answer", "sdp": answer}, ref)
+
+    async def _answer(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
+        await self.rooms.client_answer(p, _field(msg, "sdp", str))
+
+    async def _mute(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
+        track_id = _field(msg, "track_id", int)
+        muted = _field(msg, "muted", bool)
+        self.rooms.set_muted(p.room, p.identity, track_id, muted)
+        self._reply({"type": "ok"}, ref)
+
+    async def _subscribe(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
+        flag = _field(msg, "subscribe", bool, optional=True)
+        await self.rooms.subscribe(p, _track_ids(msg), True if flag is None else flag)
+        self._reply({"type": "ok"}, ref)
+
+    async def _leave(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
+        self.left = True
+        await self.rooms.leave(p, "left")

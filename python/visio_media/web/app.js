@@ -1,0 +1,874 @@
+// visio — the browser client served by visio-media at `/`.
+//
+// Join screen (name, room, camera preview) → meeting (tile grid, control bar) → ended screen.
+// Tokens: `?token=...` in the URL (an application minted it), or, on a server in dev mode,
+// `POST /api/dev-token {room, name}`.
+//
+// Test hooks live on `window.visio` (see the bottom of this file).
+
+import { icon, LOGO } from "./icons.js";
+import { MeetingSession, SessionError } from "./session.js";
+
+const $ = (sel) => document.querySelector(sel);
+const params = new URLSearchParams(location.search);
+const STATS_INTERVAL_MS = 1000;
+const SPEAKING_LEVEL = 0.03; // getStats audioLevel (0..1) above which we call it speech
+
+// ---------------------------------------------------------------------------- logging
+
+const logLines = [];
+function log(msg) {
+  const line = `${(performance.now() / 1000).toFixed(3)} ${msg}`;
+  logLines.push(line);
+  if (logLines.length > 500) logLines.shift();
+  if (params.has("debug")) console.log(line);
+}
+
+// ---------------------------------------------------------------------------- media settings
+
+/** Camera constraints: sensible defaults, or `?video=WxH@fps` (e.g. 320x180@15). */
+function videoConstraints() {
+  const m = /^(\d+)x(\d+)(?:@(\d+))?$/.exec(params.get("video") || "");
+  const [w, h, fps] = m ? [Number(m[1]), Number(m[2]), Number(m[3] || 24)] : [640, 360, 24];
+  return { width: { ideal: w }, height: { ideal: h }, frameRate: { ideal: fps, max: fps } };
+}
+
+const AUDIO_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+
+function describeMediaError(e) {
+  switch (e && e.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Camera and microphone are blocked. Allow them in your browser's site settings.";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "No camera or microphone was found.";
+    case "NotReadableError":
+    case "AbortError":
+      return "Your camera or microphone is in use by another application.";
+    default:
+      return `Camera and microphone are unavailable${e && e.message ? ` (${e.message})` : ""}.`;
+  }
+}
+
+/** Camera and microphone, falling back to whichever of the two works. */
+async function openLocalMedia() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new Error(window.isSecureContext
+      ? "This browser cannot capture media."
+      : "Camera and microphone need a secure page (https:// or http://localhost).");
+  }
+  const video = videoConstraints();
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: AUDIO_CONSTRAINTS, video });
+  } catch (first) {
+    log(`getUserMedia(audio+video): ${first.name} ${first.message}`);
+    for (const c of [{ audio: AUDIO_CONSTRAINTS }, { video }]) {
+      try { return await navigator.mediaDevices.getUserMedia(c); } catch (e) { /* next */ }
+    }
+    throw first;
+  }
+}
+
+// ---------------------------------------------------------------------------- helpers
+
+function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  const letters = words.length > 1 ? words[0][0] + words[words.length - 1][0] : (words[0] || "?").slice(0, 2);
+  return letters.toUpperCase();
+}
+
+function hue(text) {
+  let h = 0;
+  for (const ch of String(text)) h = (h * 31 + ch.codePointAt(0)) % 360;
+  return h;
+}
+
+function el(tag, cls, html) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (html != null) e.innerHTML = html;
+  return e;
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+/** The largest tile (aspect `ratio`) that fits `n` of them into `w`×`h` with `gap`. */
+function bestFit(n, w, h, gap, ratio = 16 / 9) {
+  let best = { cols: 1, tileW: 0, tileH: 0 };
+  for (let cols = 1; cols <= Math.max(1, n); cols++) {
+    const rows = Math.ceil(n / cols);
+    const tileW = Math.min((w - gap * (cols - 1)) / cols, ((h - gap * (rows - 1)) / rows) * ratio);
+    if (tileW > best.tileW) best = { cols, tileW, tileH: tileW / ratio };
+  }
+  best.tileW = Math.max(0, Math.floor(best.tileW));
+  best.tileH = Math.max(0, Math.floor(best.tileH));
+  return best;
+}
+
+function jwtClaims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "===".slice((part.length + 3) % 4)));
+  } catch (e) {
+    return {};
+  }
+}
+
+// ---------------------------------------------------------------------------- tiles
+
+/** One tile: a participant's camera (with their name and mic state) or a screen share. */
+class Tile {
+  constructor(key, { identity, name, kind, local }) {
+    this.key = key;
+    this.identity = identity;
+    this.kind = kind; // "camera" | "screen"
+    this.local = local;
+    this.track = null;
+    this.framesRendered = 0;
+    this.el = el("div", `tile tile-${kind}${local ? " tile-local" : ""}`);
+    this.el.dataset.key = key;
+    this.el.dataset.identity = identity;
+    this.el.dataset.kind = kind;
+    this.video = el("video");
+    this.video.autoplay = true;
+    this.video.muted = true; // sound goes through the <audio> sink
+    this.video.playsInline = true;
+    this.avatar = el("div", "tile-avatar");
+    this.avatarBubble = el("div", "avatar-bubble");
+    this.avatar.append(this.avatarBubble);
+    this.label = el("div", "tile-label");
+    this.micIcon = el("span", "tile-mic", icon("micOff"));
+    this.nameEl = el("span", "tile-name");
+    this.label.append(this.micIcon, this.nameEl);
+    if (kind === "screen") this.label.prepend(el("span", "tile-screen-icon", icon("screen")));
+    this.el.append(this.video, this.avatar, this.label);
+    this.setName(name);
+    this.setMic("none");
+    this.setCam("none");
+    this.el.dataset.speaking = "false";
+  }
+
+  setName(name) {
+    this.name = name;
+    const label = this.kind === "screen"
+      ? (this.local ? "Your screen" : `${name}'s screen`)
+      : (this.local ? `${name} (you)` : name);
+    if (this.nameEl.textContent !== label) this.nameEl.textContent = label;
+    this.avatarBubble.textContent = initials(name);
+    this.avatarBubble.style.setProperty("--avatar-hue", hue(this.identity));
+  }
+
+  /** "on" | "muted" | "none" */
+  setMic(state) {
+    if (this.el.dataset.mic === state) return;
+    this.el.dataset.mic = state;
+    this.micIcon.title = state === "muted" ? "Microphone muted" : state === "none" ? "No microphone" : "";
+  }
+
+  /** "on" | "muted" | "none" */
+  setCam(state) {
+    if (this.el.dataset.cam !== state) this.el.dataset.cam = state;
+  }
+
+  setSpeaking(on) {
+    const v = on ? "true" : "false";
+    if (this.el.dataset.speaking !== v) this.el.dataset.speaking = v;
+  }
+
+  setTrack(track) {
+    if (this.track === track) return;
+    this.track = track;
+    this.video.srcObject = track ? new MediaStream([track]) : null;
+    if (track) {
+      this.video.play().catch(() => {});
+      this._countFrames();
+    }
+  }
+
+  _countFrames() {
+    const v = this.video;
+    if (!("requestVideoFrameCallback" in v) || this._counting) return;
+    this._counting = true;
+    const tick = () => {
+      if (!this.el.isConnected && this._destroyed) return;
+      this.framesRendered += 1;
+      v.requestVideoFrameCallback(tick);
+    };
+    v.requestVideoFrameCallback(tick);
+  }
+
+  place(parent) {
+    if (this.el.parentNode !== parent) {
+      parent.append(this.el);
+      if (this.track) this.video.play().catch(() => {});
+    }
+  }
+
+  destroy() {
+    this._destroyed = true;
+    this.video.srcObject = null;
+    this.el.remove();
+  }
+}
+
+// ---------------------------------------------------------------------------- the app
+
+class App {
+  constructor() {
+    this.session = null;
+    this.localStream = null;
+    this.mediaError = null;
+    this.micOn = true;
+    this.camOn = true;
+    this.tiles = new Map(); // key → Tile
+    this.audio = new Map(); // track_id → <audio>
+    this.statsTimer = null;
+    this.lastStats = null;
+    this.tileStats = {}; // key → numbers, for the test hooks
+    this.localSpeaking = false;
+    this.remoteLevels = new Map(); // identity → audioLevel from getStats
+    this.urlToken = params.get("token");
+    this.state = "idle"; // idle | joining | joined | reconnecting | left | failed
+    this.error = null;
+  }
+
+  // ---------------------------------------------------------------- start
+
+  init() {
+    document.querySelectorAll("[data-logo]").forEach((e) => { e.innerHTML = LOGO; });
+    document.querySelectorAll("[data-icon]").forEach((e) => { e.innerHTML = icon(e.dataset.icon); });
+
+    const nameInput = $("#name-input");
+    const roomInput = $("#room-input");
+    nameInput.value = params.get("name") || localStorage.getItem("visio.name") || "";
+    roomInput.value = params.get("room") || "lobby";
+    if (this.urlToken) {
+      const claims = jwtClaims(this.urlToken);
+      const room = params.get("room") || claims.room || (claims.video && claims.video.room) || "";
+      roomInput.value = room;
+      roomInput.readOnly = true;
+      const who = claims.name || claims.sub || claims.identity || "";
+      if (who) nameInput.value = who;
+      nameInput.readOnly = true;
+      $("#join-subtitle").textContent = "You were invited to this meeting. Check your camera and microphone, then join.";
+    }
+
+    $("#join-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.join(roomInput.value, nameInput.value);
+    });
+    nameInput.addEventListener("input", () => this.renderPreview());
+    $("#preview-mic").addEventListener("click", () => this.toggleMic());
+    $("#preview-cam").addEventListener("click", () => this.toggleCam());
+    $("#mic-btn").addEventListener("click", () => this.toggleMic());
+    $("#cam-btn").addEventListener("click", () => this.toggleCam());
+    $("#share-btn").addEventListener("click", () => this.toggleScreenShare());
+    $("#leave-btn").addEventListener("click", () => this.leave());
+    $("#copy-link").addEventListener("click", () => this.copyLink());
+    $("#rejoin-btn").addEventListener("click", () => this.rejoin());
+    $("#home-btn").addEventListener("click", () => this.home());
+    window.addEventListener("beforeunload", () => { if (this.session) this.session.leave(); });
+
+    new ResizeObserver(() => this.layout()).observe($("#stage"));
+    this.showView("join");
+    this.startPreview();
+  }
+
+  async startPreview() {
+    if (this.localStream) return;
+    $("#preview-status").textContent = "Starting camera…";
+    try {
+      this.localStream = await openLocalMedia();
+      this.mediaError = null;
+      log(`local media: ${this.localStream.getTracks().map((t) => t.kind).join("+")}`);
+    } catch (e) {
+      this.mediaError = describeMediaError(e);
+      log(`local media failed: ${e.name} ${e.message}`);
+    }
+    this.applyLocalEnabled();
+    this.renderPreview();
+  }
+
+  localTrack(kind) {
+    return this.localStream ? this.localStream.getTracks().find((t) => t.kind === kind && t.readyState === "live") : null;
+  }
+
+  applyLocalEnabled() {
+    const mic = this.localTrack("audio");
+    const cam = this.localTrack("video");
+    if (mic) mic.enabled = this.micOn;
+    if (cam) cam.enabled = this.camOn;
+  }
+
+  renderPreview() {
+    const cam = this.localTrack("video");
+    const mic = this.localTrack("audio");
+    const video = $("#preview-video");
+    if (cam && video.srcObject !== this.localStream) video.srcObject = this.localStream;
+    const showVideo = Boolean(cam && this.camOn);
+    $("#preview").dataset.cam = showVideo ? "on" : "off";
+    $("#preview-initials").textContent = initials($("#name-input").value || "You");
+    $("#preview-initials").style.setProperty("--avatar-hue", hue($("#name-input").value || "You"));
+    let status = "";
+    if (this.mediaError) status = this.mediaError + " You can still join to watch and listen.";
+    else if (!this.localStream) status = "Starting camera…";
+    else if (!cam) status = "No camera: you will join with audio only.";
+    else if (!this.camOn) status = "Camera is off";
+    $("#preview-status").textContent = status;
+    $("#preview-status").hidden = !status;
+    $("#preview").classList.toggle("has-error", Boolean(this.mediaError));
+    this.renderToggle($("#preview-mic"), "mic", Boolean(mic) && this.micOn, !mic);
+    this.renderToggle($("#preview-cam"), "cam", Boolean(cam) && this.camOn, !cam);
+    this.renderToggle($("#mic-btn"), "mic", Boolean(mic) && this.micOn, !mic);
+    this.renderToggle($("#cam-btn"), "cam", Boolean(cam) && this.camOn, !cam);
+  }
+
+  renderToggle(button, what, on, unavailable) {
+    const name = what === "mic" ? "microphone" : "camera";
+    button.innerHTML = icon(on ? what : `${what}Off`);
+    button.classList.toggle("off", !on);
+    button.disabled = unavailable;
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    const label = unavailable ? `No ${name}` : on ? `Turn off ${name}` : `Turn on ${name}`;
+    button.title = label;
+    button.setAttribute("aria-label", label);
+  }
+
+  // ---------------------------------------------------------------- join
+
+  async fetchToken(room, name) {
+    let resp;
+    try {
+      resp = await fetch("/api/dev-token", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ room, name }),
+      });
+    } catch (e) {
+      throw new SessionError("unreachable", "Can't reach the meeting server. Check that it is running and try again.");
+    }
+    if (resp.status === 404 || resp.status === 405) {
+      throw new SessionError("token",
+        "This server does not hand out tokens to the page. Open the meeting link your application gave you (it contains ?token=…).");
+    }
+    if (!resp.ok) {
+      let text = "";
+      try {
+        const body = await resp.json();
+        text = (body.error && (body.error.message || body.error)) || body.message || "";
+      } catch (e) { /* not JSON */ }
+      if (resp.status >= 500) throw new SessionError("unreachable", `The meeting server had a problem (${resp.status}). Try again in a moment.`);
+      if (resp.status === 400) throw new SessionError("token", `Check your name and the room: ${text || "not accepted"}.`);
+      throw new SessionError("token", `The server refused to let you in: ${text || resp.status}`);
+    }
+    return resp.json();
+  }
+
+  async join(room, name) {
+    if (this.state === "joining" || this.state === "joined") return;
+    room = String(room || "").trim().replace(/\s+/g, "-");
+    name = String(name || "").trim();
+    if (!this.urlToken) {
+      if (!name) return this.formError("Enter your name.", "#name-input");
+      if (!room) return this.formError("Enter a room name.", "#room-input");
+      localStorage.setItem("visio.name", name);
+    }
+    this.formError(null);
+    this.setState("joining");
+    $("#join-button").disabled = true;
+    $("#join-button").textContent = "Joining…";
+    try {
+      if (!this.localStream && !this.mediaError) await this.startPreview();
+      let token = this.urlToken;
+      if (!token) token = (await this.fetchToken(room, name)).token;
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      const session = this.session = new MeetingSession({ wsUrl: `${scheme}://${location.host}/ws`, token, log });
+      session.addEventListener("change", (ev) => this.onSessionChange(ev.detail));
+      await session.join();
+      this.lastRoom = session.room;
+      if (!this.urlToken) history.replaceState(null, "", `?room=${encodeURIComponent(session.room)}`);
+      this.enterMeeting();
+      const stream = new MediaStream([this.localTrack("audio"), this.localTrack("video")].filter(Boolean));
+      const res = await session.publish(stream.getTracks().length ? stream : null);
+      if (res && !res.publishing && stream.getTracks().length) {
+        this.toast("warn", "You can watch and listen, but this meeting does not let you speak or share video.");
+        this.localStream.getTracks().forEach((t) => t.stop());
+        this.localStream = null;
+      }
+      if (this.mediaError) this.toast("warn", this.mediaError);
+      this.setState("joined");
+    } catch (e) {
+      log(`join failed: ${e.kind || e.name}: ${e.message}`);
+      const s = this.session;
+      this.session = null;
+      if (s) await s.leave().catch(() => {});
+      this.teardownMeeting();
+      this.error = { kind: e.kind || "media", message: e.message };
+      this.setState("failed");
+      this.showView("join");
+      this.formError(this.urlToken && e.kind === "token" ? `This meeting link is not valid: ${e.message}` : e.message);
+    } finally {
+      $("#join-button").disabled = false;
+      $("#join-button").textContent = "Join meeting";
+    }
+  }
+
+  formError(message, focus) {
+    const box = $("#join-error");
+    box.hidden = !message;
+    if (message) box.innerHTML = `${icon("alert")}<span>${escapeHtml(message)}</span>`;
+    if (focus) $(focus).focus();
+  }
+
+  enterMeeting() {
+    $("#room-name").textContent = this.session.room;
+    document.title = `${this.session.room} · visio`;
+    this.showView("meeting");
+    this.renderPreview();
+    this.render();
+    clearInterval(this.statsTimer);
+    this.statsTimer = setInterval(() => this.pollStats(), STATS_INTERVAL_MS);
+  }
+
+  onSessionChange(detail) {
+    const s = this.session;
+    if (!s) return;
+    if (detail.what === "notice") this.toast(detail.level, detail.text);
+    if (detail.what === "participants") {
+      const p = detail.joined && s.participants.get(detail.joined);
+      if (p && this.state === "joined") this.toast("info", `${p.name} joined`);
+      if (detail.left && this.tiles.has(detail.left)) {
+        const who = this.tiles.get(detail.left).name;
+        this.toast("info", `${who} left`);
+      }
+    }
+    if (detail.what === "state") {
+      // While joining, join() reports failures itself (on the join screen).
+      if (s.state === "failed" && this.state !== "joining") return this.onSessionFailed(s.error);
+      if (s.state === "reconnecting") this.setState("reconnecting");
+      if (s.state === "joined" && this.state === "reconnecting") this.setState("joined");
+    }
+    if (detail.what === "media" && s.mediaState === "failed") {
+      this.banner("Media connection failed: your browser could not reach the media server. Check that UDP traffic is allowed, then rejoin.");
+    }
+    this.render();
+  }
+
+  onSessionFailed(err) {
+    this.error = { kind: (err && err.kind) || "disconnected", message: (err && err.message) || "Disconnected." };
+    this.session = null;
+    this.teardownMeeting();
+    this.setState("failed");
+    this.showEnded(err && err.kind === "removed" ? "The meeting ended" : "Disconnected", this.error.message, true);
+  }
+
+  // ---------------------------------------------------------------- controls
+
+  async toggleMic() {
+    this.micOn = !this.micOn;
+    this.applyLocalEnabled();
+    this.renderPreview();
+    if (this.session) await this.session.setMuted("microphone", !this.micOn);
+    this.render();
+    return this.micOn;
+  }
+
+  async toggleCam() {
+    this.camOn = !this.camOn;
+    this.applyLocalEnabled();
+    this.renderPreview();
+    if (this.session) await this.session.setMuted("camera", !this.camOn);
+    this.render();
+    return this.camOn;
+  }
+
+  async toggleScreenShare() {
+    if (this.session && this.session.local.has("screen_share")) return this.stopScreenShare();
+    return this.startScreenShare();
+  }
+
+  async startScreenShare() {
+    const s = this.session;
+    if (!s || s.local.has("screen_share")) return false;
+    if (!navigator.mediaDevices.getDisplayMedia) {
+      this.toast("error", "This browser cannot share its screen.");
+      return false;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({
+        video: { frameRate: { ideal: 15, max: 30 } }, audio: false,
+      });
+    } catch (e) {
+      log(`getDisplayMedia: ${e.name} ${e.message}`);
+      if (e.name !== "NotAllowedError") this.toast("error", `Screen sharing failed: ${e.message}`);
+      return false;
+    }
+    return this.shareStream(stream);
+  }
+
+  /** Publish `stream` as the screen share (also a test hook: a canvas capture can stand in). */
+  async shareStream(stream) {
+    const s = this.session;
+    if (!s) return false;
+    const video = stream.getVideoTracks()[0];
+    if (video && "contentHint" in video) video.contentHint = "detail";
+    try {
+      await s.startScreenShare(stream);
+    } catch (e) {
+      this.toast("error", `Screen sharing failed: ${e.message}`);
+      await s.stopScreenShare().catch(() => {});
+      return false;
+    } finally {
+      this.render();
+    }
+    return true;
+  }
+
+  async stopScreenShare() {
+    if (!this.session) return;
+    await this.session.stopScreenShare();
+    this.render();
+  }
+
+  async leave() {
+    const s = this.session;
+    this.session = null;
+    if (s) await s.leave();
+    this.teardownMeeting();
+    this.setState("left");
+    this.showEnded("You left the meeting", "Thanks for joining.", true);
+  }
+
+  async rejoin() {
+    const room = this.lastRoom || $("#room-input").value;
+    const name = $("#name-input").value;
+    this.showView("join");
+    await this.startPreview();
+    await this.join(room, name);
+  }
+
+  home() {
+    this.setState("idle");
+    this.showView("join");
+    this.startPreview();
+  }
+
+  copyLink() {
+    const url = this.urlToken ? location.href : `${location.origin}/?room=${encodeURIComponent(this.session ? this.session.room : "")}`;
+    const done = () => this.toast("info", "Meeting link copied");
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(url).then(done, () => this.toast("info", url));
+    } else {
+      this.toast("info", url);
+    }
+  }
+
+  teardownMeeting() {
+    clearInterval(this.statsTimer);
+    this.statsTimer = null;
+    for (const tile of this.tiles.values()) tile.destroy();
+    this.tiles.clear();
+    for (const a of this.audio.values()) { a.srcObject = null; a.remove(); }
+    this.audio.clear();
+    this.tileStats = {};
+    this.remoteLevels.clear();
+    this.banner(null);
+    // The session stopped our tracks: the next join opens the devices again.
+    if (this.localStream && this.localStream.getTracks().every((t) => t.readyState === "ended")) {
+      this.localStream = null;
+    }
+    $("#preview-video").srcObject = null;
+  }
+
+  // ---------------------------------------------------------------- views
+
+  setState(state) {
+    this.state = state;
+    document.body.dataset.state = state;
+    this.renderConnection();
+  }
+
+  showView(view) {
+    for (const v of ["join", "meeting", "ended"]) $(`#${v}-view`).hidden = v !== view;
+    document.body.dataset.view = view;
+    if (view === "join") {
+      document.title = "visio · meetings";
+      this.renderPreview();
+    }
+  }
+
+  showEnded(title, message, canRejoin) {
+    $("#ended-title").textContent = title;
+    $("#ended-message").textContent = message;
+    $("#rejoin-btn").hidden = !canRejoin;
+    this.showView("ended");
+  }
+
+  banner(text) {
+    const b = $("#banner");
+    b.hidden = !text;
+    if (text) b.innerHTML = `${icon("wifiOff")}<span>${escapeHtml(text)}</span>`;
+  }
+
+  toast(level, text) {
+    const t = el("div", `toast toast-${level}`, `${icon(level === "info" ? "check" : "alert")}<span>${escapeHtml(text)}</span>`);
+    $("#toasts").append(t);
+    setTimeout(() => t.classList.add("leaving"), level === "info" ? 3000 : 6000);
+    setTimeout(() => t.remove(), level === "info" ? 3400 : 6400);
+  }
+
+  renderConnection() {
+    const pill = $("#conn-pill");
+    if (!pill) return;
+    const s = this.session;
+    let state = "connecting";
+    let text = "Connecting…";
+    if (this.state === "reconnecting") { state = "warn"; text = "Reconnecting…"; }
+    else if (s && s.mediaState === "connected") { state = "ok"; text = "Connected"; }
+    else if (s && s.mediaState === "failed") { state = "bad"; text = "Media failed"; }
+    pill.dataset.state = state;
+    $("#conn-text").textContent = text;
+  }
+
+  // ---------------------------------------------------------------- tiles
+
+  /** Bring the DOM in line with the session: one tile per participant (and per screen share),
+   * each remote audio track in the hidden audio sink. */
+  render() {
+    const s = this.session;
+    this.renderConnection();
+    if (!s || !s.identity) return;
+    const want = new Map(); // key → {identity, name, kind, local, track, mic, cam}
+
+    // Ourselves first.
+    const micEntry = s.local.get("microphone");
+    const camEntry = s.local.get("camera");
+    want.set(s.identity, {
+      identity: s.identity, name: s.name, kind: "camera", local: true,
+      track: camEntry ? camEntry.track : null,
+      mic: micEntry ? (this.micOn ? "on" : "muted") : "none",
+      cam: camEntry ? (this.camOn ? "on" : "muted") : "none",
+    });
+    const myScreen = s.local.get("screen_share");
+    if (myScreen) {
+      want.set(`${s.identity}#screen`, { identity: s.identity, name: s.name, kind: "screen", local: true,
+                                           track: myScreen.track, mic: "none", cam: "on" });
+    }
+
+    // Everyone else, with what they publish.
+    const audioWanted = new Map();
+    for (const p of s.participants.values()) {
+      let mic = "none";
+      let cam = "none";
+      let camTrack = null;
+      for (const [trackId, t] of p.tracks) {
+        const rt = s.remoteTracks.get(trackId);
+        if (t.source === "microphone") mic = t.muted ? "muted" : "on";
+        if (t.source === "camera") { cam = t.muted ? "muted" : "on"; camTrack = rt ? rt.track : null; }
+        if (t.source === "screen_share") {
+          want.set(`${p.identity}#screen`, { identity: p.identity, name: p.name, kind: "screen", local: false,
+                                             track: rt ? rt.track : null, mic: "none", cam: rt ? "on" : "none" });
+        }
+        if (rt && rt.track.kind === "audio") audioWanted.set(trackId, rt.track);
+      }
+      want.set(p.identity, { identity: p.identity, name: p.name, kind: "camera", local: false,
+                             track: camTrack, mic, cam: camTrack ? cam : (cam === "muted" ? "muted" : "none") });
+    }
+    // Tracks whose track_published we have not seen yet: place them by kind.
+    for (const [trackId, rt] of s.remoteTracks) {
+      if (s.trackInfo(trackId)) continue;
+      if (rt.track.kind === "audio") audioWanted.set(trackId, rt.track);
+      else {
+        const w = want.get(rt.identity);
+        if (w && !w.track) { w.track = rt.track; w.cam = "on"; }
+      }
+    }
+
+    for (const [key, tile] of this.tiles) {
+      if (!want.has(key)) { tile.destroy(); this.tiles.delete(key); }
+    }
+    for (const [key, w] of want) {
+      let tile = this.tiles.get(key);
+      if (!tile) {
+        tile = new Tile(key, w);
+        this.tiles.set(key, tile);
+      }
+      tile.setName(w.name);
+      tile.setTrack(w.track);
+      tile.setMic(w.mic);
+      tile.setCam(w.track ? w.cam : (w.cam === "muted" ? "muted" : "none"));
+    }
+    this.renderAudio(audioWanted);
+    this.renderSpeakers();
+    this.layout();
+
+    $("#count").textContent = String(s.participants.size + 1);
+    const sharing = Boolean(myScreen);
+    const share = $("#share-btn");
+    share.innerHTML = icon(sharing ? "screenOff" : "screen");
+    share.classList.toggle("active", sharing);
+    share.title = sharing ? "Stop presenting" : "Present your screen";
+    share.setAttribute("aria-label", share.title);
+  }
+
+  renderAudio(wanted) {
+    for (const [id, a] of this.audio) {
+      if (wanted.get(id) !== (a.srcObject && a.srcObject.getTracks()[0])) {
+        a.srcObject = null;
+        a.remove();
+        this.audio.delete(id);
+      }
+    }
+    for (const [id, track] of wanted) {
+      if (this.audio.has(id)) continue;
+      const a = document.createElement("audio");
+      a.autoplay = true;
+      a.dataset.trackId = String(id);
+      a.srcObject = new MediaStream([track]);
+      $("#audio-sink").append(a);
+      a.play().catch((e) => log(`audio play: ${e.message}`));
+      this.audio.set(id, a);
+    }
+  }
+
+  renderSpeakers() {
+    const s = this.session;
+    if (!s) return;
+    let speaking;
+    if (s.speakers !== null) {
+      speaking = new Set(s.speakers);
+    } else {
+      // The server has said nothing about speakers yet: judge from the audio levels we see.
+      speaking = new Set();
+      for (const [identity, level] of this.remoteLevels) if (level > SPEAKING_LEVEL) speaking.add(identity);
+      if (this.localSpeaking) speaking.add(s.identity);
+    }
+    for (const tile of this.tiles.values()) {
+      tile.setSpeaking(tile.kind === "camera" && speaking.has(tile.identity) && tile.el.dataset.mic === "on");
+    }
+  }
+
+  layout() {
+    const stage = $("#stage");
+    const grid = $("#grid");
+    const pres = $("#presentation");
+    const tiles = [...this.tiles.values()];
+    const screens = tiles.filter((t) => t.kind === "screen");
+    const people = tiles.filter((t) => t.kind === "camera");
+    const presenting = screens.length > 0;
+    stage.classList.toggle("presenting", presenting);
+    for (const t of screens) t.place(pres);
+    for (const t of people) t.place(grid);
+    const gap = 12;
+    if (presenting) {
+      const r = pres.getBoundingClientRect();
+      const fit = bestFit(screens.length, r.width, r.height, gap);
+      pres.style.setProperty("--tile-w", `${fit.tileW}px`);
+      pres.style.setProperty("--tile-h", `${fit.tileH}px`);
+      const g = grid.getBoundingClientRect();
+      const vertical = getComputedStyle(grid).flexDirection === "column";
+      const w = vertical ? g.width : Math.min(240, (g.width - gap * (people.length - 1)) / Math.max(1, people.length));
+      const h = vertical ? Math.min(g.width * 9 / 16, (g.height - gap * (people.length - 1)) / Math.max(1, people.length)) : w * 9 / 16;
+      const tileW = vertical ? h * 16 / 9 : w;
+      grid.style.setProperty("--tile-w", `${Math.floor(tileW)}px`);
+      grid.style.setProperty("--tile-h", `${Math.floor(tileW * 9 / 16)}px`);
+    } else {
+      const r = grid.getBoundingClientRect();
+      const fit = bestFit(people.length, r.width, r.height, gap);
+      grid.style.setProperty("--tile-w", `${fit.tileW}px`);
+      grid.style.setProperty("--tile-h", `${fit.tileH}px`);
+    }
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  /** Every second: per-tile media counters (test hooks, speaking fallback). */
+  async pollStats() {
+    const s = this.session;
+    if (!s || !s.pc) return;
+    let st;
+    try { st = await s.collectStats(); } catch (e) { return; }
+    this.lastStats = st;
+    const out = {};
+    for (const tile of this.tiles.values()) {
+      out[tile.key] = {
+        identity: tile.identity, name: tile.name, kind: tile.kind, local: tile.local,
+        mic: tile.el.dataset.mic, cam: tile.el.dataset.cam, speaking: tile.el.dataset.speaking === "true",
+        framesRendered: tile.framesRendered,
+        videoFramesDecoded: 0, videoPacketsReceived: 0, frameWidth: 0, frameHeight: 0,
+        audioPacketsReceived: 0, audioLevel: 0,
+      };
+    }
+    this.remoteLevels.clear();
+    for (const [trackId, inb] of st.inbound) {
+      const info = s.trackInfo(trackId);
+      const rt = s.remoteTracks.get(trackId);
+      const identity = (info && info.identity) || (rt && rt.identity);
+      if (!identity) continue;
+      const source = info ? info.source : (inb.kind === "audio" ? "microphone" : "camera");
+      const key = source === "screen_share" ? `${identity}#screen` : identity;
+      const t = out[key];
+      if (!t) continue;
+      if (inb.kind === "video") {
+        t.videoFramesDecoded += inb.framesDecoded;
+        t.videoPacketsReceived += inb.packetsReceived;
+        t.frameWidth = inb.frameWidth;
+        t.frameHeight = inb.frameHeight;
+      } else {
+        t.audioPacketsReceived += inb.packetsReceived;
+        t.audioLevel = Math.max(t.audioLevel, inb.audioLevel);
+        if (source === "microphone") this.remoteLevels.set(identity, inb.audioLevel);
+      }
+    }
+    this.localSpeaking = this.micOn && (st.local.audioLevel || 0) > SPEAKING_LEVEL;
+    if (out[s.identity]) {
+      out[s.identity].audioLevel = st.local.audioLevel || 0;
+      out[s.identity].audioPacketsSent = st.local.audio ? st.local.audio.packetsSent : 0;
+      out[s.identity].videoFramesEncoded = st.local.video ? st.local.video.framesEncoded : 0;
+    }
+    this.tileStats = out;
+    this.renderSpeakers();
+  }
+}
+
+// ---------------------------------------------------------------------------- boot + hooks
+
+const app = new App();
+app.init();
+
+/** Test and debugging hooks. Read-only views plus the actions the buttons perform. */
+window.visio = {
+  get state() { return app.state; },
+  get error() { return app.error; },
+  get identity() { return app.session ? app.session.identity : null; },
+  get room() { return app.session ? app.session.room : null; },
+  get mediaState() { return app.session ? app.session.mediaState : null; },
+  get sessionState() { return app.session ? app.session.state : null; },
+  get participants() {
+    if (!app.session) return [];
+    return [...app.session.participants.values()].map((p) => ({
+      identity: p.identity, name: p.name,
+      tracks: [...p.tracks.values()].map((t) => ({ ...t, receiving: app.session.remoteTracks.has(t.track_id) })),
+    }));
+  },
+  get localTracks() {
+    if (!app.session) return [];
+    return [...app.session.local.values()].map((e) => ({ source: e.source, trackId: e.trackId, muted: e.muted, kind: e.track.kind }));
+  },
+  /** key (identity, or identity#screen) → counters, refreshed every second. */
+  get tiles() { return app.tileStats; },
+  async refreshStats() { await app.pollStats(); return app.tileStats; },
+  async stats() { return app.session ? app.session.collectStats().then((s) => ({ ...s, inbound: Object.fromEntries(s.inbound) })) : null; },
+  get log() { return logLines.slice(); },
+  join: (room, name) => app.join(room, name),
+  toggleMic: () => app.toggleMic(),
+  toggleCam: () => app.toggleCam(),
+  startScreenShare: () => app.startScreenShare(),
+  stopScreenShare: () => app.stopScreenShare(),
+  shareStream: (stream) => app.shareStream(stream),
+  leave: () => app.leave(),
+};
