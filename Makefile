@@ -25,7 +25,7 @@ export CARGO_TARGET_DIR
 export PYO3_PYTHON := $(PY)
 
 PYTEST_ARGS ?=
-SERVE_ARGS ?=
+SERVE_ARGS ?= --dev
 
 # Debian packages the build and the tests need. util-linux gives `unshare`, iproute2 gives `ip`
 # (browser tests run in a network namespace with only `lo`), chromium is the browser under test,

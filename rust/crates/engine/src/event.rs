@@ -64,7 +64,10 @@ pub enum EngineEvent {
         sdp: String,
     },
     /// The loudest speaking audio tracks of a room changed (loudest first, maybe empty).
-    ActiveSpeakers { room: RoomId, tracks: Vec<TrackId> },
+    ActiveSpeakers {
+        room: RoomId,
+        tracks: Vec<TrackId>,
+    },
 }
 
 impl EngineEvent {

@@ -46,8 +46,9 @@ impl Track {
         self.level_at = Some(now);
     }
 
-    fn speaking(&self, now: Instant) -> bool {
-        self.level > SPEAKING_DBOV
+    /// Speaking above `threshold` dBov, heard recently.
+    fn speaking(&self, now: Instant, threshold: f32) -> bool {
+        self.level > threshold
             && self
                 .level_at
                 .is_some_and(|t| now.saturating_duration_since(t) < LEVEL_STALE)
@@ -55,8 +56,12 @@ impl Track {
 }
 
 const SILENCE: f32 = -127.0;
-/// Above this smoothed level a track counts as speaking.
+/// Above this smoothed level a track starts to count as speaking...
 const SPEAKING_DBOV: f32 = -50.0;
+/// ...and keeps counting until it falls below this one (hysteresis against flapping).
+const STILL_SPEAKING_DBOV: f32 = -60.0;
+/// A new loudest speaker must beat the current one by this much to take the lead.
+const LEAD_MARGIN_DB: f32 = 6.0;
 /// A level older than this is silence (the publisher muted or stopped sending).
 const LEVEL_STALE: std::time::Duration = std::time::Duration::from_millis(1000);
 /// At most this many active speakers are reported per room.
@@ -121,20 +126,41 @@ impl Rooms {
         self.tracks.get(&id).map_or(&[], |t| &t.subscribers)
     }
 
-    /// Rooms whose loudest speaking tracks changed since the last call, with the new list.
+    /// Rooms whose speaking tracks changed since the last call, with the new list (loudest
+    /// first). Membership uses hysteresis and the lead changes only by a clear margin, so
+    /// steady conversation does not flood clients with updates.
     pub fn speaker_changes(&mut self, now: Instant) -> Vec<(RoomId, Vec<TrackId>)> {
-        let mut by_room: HashMap<&RoomId, Vec<(f32, TrackId)>> = HashMap::new();
-        for (id, t) in &self.tracks {
-            if t.kind == MediaKind::Audio && t.speaking(now) {
-                by_room.entry(&t.room).or_default().push((t.level, *id));
-            }
-        }
         let mut changes = Vec::new();
         for (name, room) in &mut self.rooms {
-            let mut loud = by_room.remove(name).unwrap_or_default();
+            let mut loud: Vec<(f32, TrackId)> = self
+                .tracks
+                .iter()
+                .filter(|(id, t)| {
+                    let threshold = if room.speakers.contains(id) {
+                        STILL_SPEAKING_DBOV
+                    } else {
+                        SPEAKING_DBOV
+                    };
+                    t.room == *name && t.kind == MediaKind::Audio && t.speaking(now, threshold)
+                })
+                .map(|(id, t)| (t.level, *id))
+                .collect();
             loud.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let speakers: Vec<TrackId> = loud.iter().take(MAX_SPEAKERS).map(|x| x.1).collect();
-            if speakers != room.speakers {
+            // Keep the current leader first unless someone is clearly louder.
+            if let Some(leader) = room.speakers.first() {
+                if let Some(pos) = loud.iter().position(|(_, id)| id == leader) {
+                    if loud[0].0 - loud[pos].0 < LEAD_MARGIN_DB {
+                        let kept = loud.remove(pos);
+                        loud.insert(0, kept);
+                    }
+                }
+            }
+            let mut speakers: Vec<TrackId> = loud.iter().map(|x| x.1).collect();
+            speakers.truncate(MAX_SPEAKERS);
+            let same_set = speakers.len() == room.speakers.len()
+                && speakers.iter().all(|t| room.speakers.contains(t));
+            let same_lead = speakers.first() == room.speakers.first();
+            if !(same_set && same_lead) {
                 room.speakers = speakers.clone();
                 changes.push((name.clone(), speakers));
             }

@@ -349,7 +349,8 @@ impl ShardCore {
         if now >= self.next_speaker_tick {
             self.next_speaker_tick = now + SPEAKER_TICK;
             for (room, tracks) in self.rooms.speaker_changes(now) {
-                self.events.push(EngineEvent::ActiveSpeakers { room, tracks });
+                self.events
+                    .push(EngineEvent::ActiveSpeakers { room, tracks });
             }
         }
     }
@@ -440,12 +441,12 @@ impl ShardCore {
                     srtp_profile: profile,
                 });
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                // Before the first connection the connect timeout decides; after it, an
-                // ICE-lite agent reports this once the client's consent checks stop (15 s).
-                if self.peers.get(&id).is_some_and(|p| p.connected) {
-                    self.fail_peer(id, "ice_disconnected", now);
-                }
+            // Before the first connection the connect timeout decides; after it, an ICE-lite
+            // agent reports this once the client's consent checks stop (15 s).
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                if self.peers.get(&id).is_some_and(|p| p.connected) =>
+            {
+                self.fail_peer(id, "ice_disconnected", now);
             }
             Event::MediaAdded(m) if m.direction.is_receiving() => {
                 self.publish(id, m.mid, m.kind.into());

@@ -312,3 +312,71 @@ fn a_peer_that_never_connects_fails_at_the_connect_timeout() {
     assert!(failed, "{:?}", sim.events);
     assert_eq!(sim.core.peer_count(), 0);
 }
+
+#[test]
+fn a_loud_audio_track_becomes_the_active_speaker_and_silence_clears_it() {
+    let mut sim = Sim::new();
+    let (alice, _bob) = two_party_call(&mut sim);
+    let alice_peer = sim.clients[alice].peer;
+    let audio_track = sim
+        .events
+        .iter()
+        .find_map(|e| match e {
+            EngineEvent::TrackPublished {
+                peer, track, kind, ..
+            } if *peer == alice_peer && *kind == visio_engine::event::MediaKind::Audio => {
+                Some(*track)
+            }
+            _ => None,
+        })
+        .expect("alice's audio track");
+    let mid = sim
+        .send_mid(alice, MediaKind::Audio)
+        .expect("an audio line");
+    let pt = sim.clients[alice]
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == Codec::Opus)
+        .map(|p| p.pt())
+        .expect("opus");
+    sim.events.clear();
+    for i in 0..100u32 {
+        let now = sim.now;
+        let mut api = sim.clients[alice].rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("an audio stream");
+        let ext = str0m::rtp::ExtensionValues {
+            audio_level: Some(-12),
+            voice_activity: Some(true),
+            ..Default::default()
+        };
+        tx.write_rtp(
+            RtpWrite::new(pt, u64::from(i).into(), 960 * i, now, vec![0xF8; 80]).ext_vals(ext),
+        );
+        sim.advance(Duration::from_millis(20));
+    }
+    let speakers: Vec<_> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::ActiveSpeakers { tracks, .. } => Some(tracks.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(speakers.first(), Some(&vec![audio_track]), "{speakers:?}");
+    assert_eq!(
+        speakers.len(),
+        1,
+        "no flapping while the level is steady: {speakers:?}"
+    );
+    sim.events.clear();
+    sim.run_until(2 * SECOND, |_| false);
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, EngineEvent::ActiveSpeakers { tracks, .. } if tracks.is_empty())),
+        "silence clears the speaker: {:?}",
+        sim.events
+    );
+}
