@@ -362,7 +362,7 @@ def _what(args: argparse.Namespace) -> str:
     if args.action in ("remove", "mute"):
         return f"participant {args.identity!r} in room {args.room!r}"
     if args.action == "list":
-        return "the admin API"
+        return "admin API (is --url a visio-media server?)"
     return f"room {args.room!r}"
 
 
@@ -486,9 +486,9 @@ def _http_error(e: urllib.error.HTTPError, what: str) -> str:
             f"--secret/--config/{ENV_SECRET} match the server's key, or that --token is valid"
         )
     if e.code == 403:
-        return f"forbidden (HTTP 403){suffix} — the token lacks the room_admin grant for {what}"
+        return f"forbidden (HTTP 403): {message or 'the token lacks the room_admin grant'}"
     if e.code == 404:
-        return f"not found (HTTP 404){suffix} — no such {what}"
+        return f"not found (HTTP 404): {message or 'no such ' + what}"
     if 300 <= e.code < 400:
         return f"the server answered a redirect (HTTP {e.code}); not followed — check --url"
     return f"HTTP {e.code}{suffix or ': ' + _printable(str(e.reason))}"

@@ -112,7 +112,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     cfg = state.config.signalling
-    ws = web.WebSocketResponse(max_msg_size=cfg.max_message_bytes, heartbeat=20.0)
+    # aiohttp refuses a message whose size reaches max_msg_size; ours is the largest allowed.
+    ws = web.WebSocketResponse(max_msg_size=cfg.max_message_bytes + 1, heartbeat=20.0)
     await ws.prepare(request)
     task = asyncio.current_task()
     if task is not None:
@@ -208,7 +209,12 @@ async def dev_token(request: web.Request) -> web.Response:
         secrets.token_hex(3)
     )
     token = mint_token(
-        state.config.auth.secret, identity=identity, room=room, name=name, grants=Grants()
+        state.config.auth.secret,
+        identity=identity,
+        room=room,
+        name=name,
+        grants=Grants(),
+        ttl_seconds=state.config.auth.token_ttl_seconds,
     )
     return web.json_response({"token": token, "identity": identity, "room": room})
 

@@ -848,6 +848,8 @@ window.visio = {
   get room() { return app.session ? app.session.room : null; },
   get mediaState() { return app.session ? app.session.mediaState : null; },
   get sessionState() { return app.session ? app.session.state : null; },
+  /** Server offers that arrived before the answer to ours (see session.js _onServerOffer). */
+  get offersBeforeAnswer() { return app.session ? app.session.offersBeforeAnswer : 0; },
   get participants() {
     if (!app.session) return [];
     return [...app.session.participants.values()].map((p) => ({

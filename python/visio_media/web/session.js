@@ -49,6 +49,11 @@ function iceGatheringComplete(pc, timeoutMs = ICE_GATHERING_TIMEOUT_MS) {
   });
 }
 
+/** The a=mid values of an SDP, in order. */
+function sdpMids(sdp) {
+  return [...String(sdp || "").matchAll(/^a=mid:(\S+)/gm)].map((m) => m[1]);
+}
+
 function trackIdOf(mediaStreamTrack) {
   // The server names every track it sends `track-<track_id>` (a=msid).
   const m = /^track-(\d+)$/.exec(mediaStreamTrack.id || "");
@@ -90,6 +95,9 @@ export class MeetingSession extends EventTarget {
     this._pending = new Map(); // request id → {resolve, reject, expect, timer}
     this._chain = Promise.resolve(); // negotiation steps, strictly one after the other
     this._ownOffers = 0; // our offers queued or in flight: server offers meanwhile are glare
+    this._offerInFlight = null; // {newMids} while an offer of ours waits for its answer
+    this._deferredOffer = null; // a server offer that already includes our pending offer
+    this.offersBeforeAnswer = 0; // how often the server offered before answering us
     this._leaving = false;
   }
 
@@ -585,7 +593,10 @@ export class MeetingSession extends EventTarget {
     const step = this._chain.then(async () => {
       const pc = this.pc;
       try {
+        const known = new Set(sdpMids(pc.currentRemoteDescription && pc.currentRemoteDescription.sdp));
         await pc.setLocalDescription(await pc.createOffer());
+        const newMids = sdpMids(pc.localDescription.sdp).filter((m) => !known.has(m));
+        this._offerInFlight = { newMids };
         await iceGatheringComplete(pc);
         const sources = {};
         for (const entry of this.local.values()) {
@@ -595,6 +606,10 @@ export class MeetingSession extends EventTarget {
         const reply = await this._request({ type: "offer", sdp: pc.localDescription.sdp, sources }, "answer");
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
         this.log(`published ${Object.values(sources).join(", ") || "nothing"}`);
+        const deferred = this._deferredOffer;
+        this._deferredOffer = null;
+        this._offerInFlight = null;
+        if (deferred) await this._answerServerOffer(deferred);
       } catch (e) {
         if (pc.signalingState === "have-local-offer") {
           await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
@@ -603,6 +618,8 @@ export class MeetingSession extends EventTarget {
         throw e.kind ? e : new SessionError("media", `Could not set up media: ${e.message}`);
       } finally {
         this._ownOffers -= 1;
+        this._offerInFlight = null;
+        this._deferredOffer = null;
       }
     });
     this._chain = step.catch(() => {});
@@ -611,16 +628,33 @@ export class MeetingSession extends EventTarget {
 
   /** A server offer (others' tracks changed). Glare: while an offer of ours is queued or in
    * flight the server yields (it answers ours, then sends a fresh offer), so we drop this one. */
+  //
+  // One exception: a server offer that already contains the m-lines our pending offer adds was
+  // made *after* the server applied our offer (it only reached us before the answer). The
+  // server will not send another one, so it is kept and answered right after our answer.
   _onServerOffer(sdp) {
     if (this._ownOffers > 0) {
+      const inFlight = this._offerInFlight;
+      const mids = new Set(sdpMids(sdp));
+      if (inFlight && inFlight.newMids.length > 0 && inFlight.newMids.every((m) => mids.has(m))) {
+        this.offersBeforeAnswer += 1;
+        this._deferredOffer = sdp;
+        this.log("server offer before the answer to ours (it includes our new m-lines): answering it after the answer");
+        return;
+      }
       this.log("server offer during our own: ignored (a fresh one follows our answer)");
       return;
     }
     this._ensurePc();
-    const step = this._chain.then(async () => {
-      const pc = this.pc;
-      if (pc.signalingState !== "stable") {
-        this.log(`server offer in ${pc.signalingState}: ignored`);
+    const step = this._chain.then(() => this._answerServerOffer(sdp));
+    this._chain = step;
+  }
+
+  async _answerServerOffer(sdp) {
+    const pc = this.pc;
+    try {
+      if (!pc || pc.signalingState !== "stable") {
+        this.log(`server offer in ${pc ? pc.signalingState : "no pc"}: ignored`);
         return;
       }
       await pc.setRemoteDescription({ type: "offer", sdp });
@@ -628,11 +662,10 @@ export class MeetingSession extends EventTarget {
       await iceGatheringComplete(pc);
       this._send({ type: "answer", sdp: pc.localDescription.sdp });
       this.log("answered server offer");
-    }).catch((e) => {
+    } catch (e) {
       this.log(`server offer failed: ${e.message}`);
       this._emit("notice", { level: "error", text: `Could not receive media: ${e.message}` });
-    });
-    this._chain = step;
+    }
   }
 
   // ------------------------------------------------------------------ plumbing
