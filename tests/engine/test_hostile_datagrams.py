@@ -14,7 +14,7 @@ import logging
 import pytest
 
 from helpers.hostile import (
-    RecordingDatagram,
+    HostileSocket,
     dtls_client_hello_lookalike,
     dtls_truncated_record,
     random_datagrams,
@@ -70,7 +70,6 @@ def _drops(stats: dict) -> dict[str, int]:
 
 @pytest.mark.timeout(90)
 async def test_hostile_datagrams_get_no_reply_are_counted_and_do_not_disturb_a_call(engine) -> None:
-    loop = asyncio.get_running_loop()
     async with MiniRoom(engine, "r1") as room:
         alice = TestPeer("alice", audio_hz=440, video=True)
         bob = TestPeer("bob", audio_hz=660, video=True)
@@ -96,9 +95,7 @@ async def test_hostile_datagrams_get_no_reply_are_counted_and_do_not_disturb_a_c
 
         before = engine.stats_snapshot()
         frames_before = [r.frames for r in receivers]
-        transport, proto = await loop.create_datagram_endpoint(
-            RecordingDatagram, local_addr=(LOOPBACK, 0)
-        )
+        hostile = HostileSocket(LOOPBACK)
         try:
             targets = [tuple(a) for a in engine.udp_addrs()]
             assert targets, "engine.udp_addrs() is empty"
@@ -106,17 +103,17 @@ async def test_hostile_datagrams_get_no_reply_are_counted_and_do_not_disturb_a_c
                 for addr in targets:
                     for name, payload in datagrams.items():
                         try:
-                            transport.sendto(payload, addr)
+                            hostile.sendto(payload, addr)
                         except OSError as exc:  # only a local send limit, never the engine
                             pytest.fail(f"could not send {name} ({len(payload)} bytes): {exc}")
                 await asyncio.sleep(0.1)  # let media flow between rounds
             await asyncio.sleep(1.5)
         finally:
-            transport.close()
+            hostile.close()
 
-        assert proto.received == [], (
-            f"the engine answered an unauthenticated source: {len(proto.received)} datagrams, "
-            f"first {proto.received[0][0][:40].hex()} from {proto.received[0][1]}"
+        assert hostile.received == [], (
+            f"the engine answered an unauthenticated source: {len(hostile.received)} datagrams, "
+            f"first {hostile.received[0][0][:40].hex()} from {hostile.received[0][1]}"
         )
 
         # Still serving: stats answer, both peers still there, media keeps flowing.
@@ -145,8 +142,9 @@ async def test_hostile_datagrams_get_no_reply_are_counted_and_do_not_disturb_a_c
         d0, d1 = _drops(before), _drops(after)
         increase = {k: d1.get(k, 0) - d0.get(k, 0) for k in d1}
         log.info("drops increased by %s during the attack", increase)
-        assert sum(d1.values()) > sum(d0.values()), (
-            f"no drop counted: {before['drops']} -> {after['drops']}"
+        sent = 3 * len(targets) * len(datagrams)
+        assert sum(increase.values()) >= sent, (
+            f"{sent} hostile datagrams sent, drops grew by {sum(increase.values())}: {increase}"
         )
         assert increase.get("stun_unknown_ufrag", 0) > 0, f"drops increase {increase}"
         assert increase.get("unknown_source", 0) > 0, f"drops increase {increase}"
@@ -185,7 +183,6 @@ def _expected_reason(name: str, size: int) -> str | None:
 
 @pytest.mark.timeout(90)
 async def test_every_hostile_datagram_is_counted_as_exactly_one_drop(engine) -> None:
-    loop = asyncio.get_running_loop()
     async with MiniRoom(engine, "r1") as room:
         alice = TestPeer("alice", audio_hz=440, video=True)
         await asyncio.wait_for(room.join(alice), 15)
@@ -196,16 +193,14 @@ async def test_every_hostile_datagram_is_counted_as_exactly_one_drop(engine) -> 
         datagrams = _hostile_datagrams(
             ice_ufrag_of(alice.answer_sdp), ice_ufrag_of(alice.offer_sdp), ssrcs
         )
-        transport, proto = await loop.create_datagram_endpoint(
-            RecordingDatagram, local_addr=(LOOPBACK, 0)
-        )
+        hostile = HostileSocket(LOOPBACK)
         addr = tuple(engine.udp_addrs()[0])
         problems: list[str] = []
         table: list[str] = []
         try:
             for name, payload in datagrams.items():
                 before = _drops(engine.stats_snapshot())
-                transport.sendto(payload, addr)
+                hostile.sendto(payload, addr)
                 after = await _drops_settled(engine, sum(before.values()), 1.0)
                 await asyncio.sleep(0.02)  # a second count would show up by now
                 after = _drops(engine.stats_snapshot())
@@ -219,9 +214,9 @@ async def test_every_hostile_datagram_is_counted_as_exactly_one_drop(engine) -> 
                         f"{name} ({len(payload)} bytes): expected {expected}, got {inc}"
                     )
         finally:
-            transport.close()
+            hostile.close()
         log.info("drops per hostile datagram:\n%s", "\n".join(table))
-        assert proto.received == [], f"the engine answered: {proto.received[:3]}"
+        assert hostile.received == [], f"the engine answered: {hostile.received[:3]}"
         assert not problems, "\n".join(problems)
         assert engine.stats_snapshot()["peers"] == 1
         room.check()

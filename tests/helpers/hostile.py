@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import random
+import socket
 import struct
 import zlib
 
@@ -112,20 +113,38 @@ def random_datagrams(seed: int, sizes: list[int]) -> list[bytes]:
     return [bytes(rng.getrandbits(8) for _ in range(n)) for n in sizes]
 
 
-class RecordingDatagram(asyncio.DatagramProtocol):
-    """Collects whatever arrives on a hostile socket (the engine must send it nothing)."""
+class HostileSocket:
+    """A plain UDP socket on 127.0.0.1 that records whatever arrives (it should be nothing).
 
-    def __init__(self) -> None:
+    Not an asyncio datagram transport: on Python 3.11 ``DatagramTransport.sendto(b"")`` silently
+    sends nothing, and a zero-length datagram is one of the inputs under test.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.received: list[tuple[bytes, tuple]] = []
-        self.errors: list[Exception] = []
-        self.transport: asyncio.DatagramTransport | None = None
+        self.errors: list[OSError] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.setblocking(False)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._on_readable)
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. ECONNREFUSED from an ICMP error: not engine data
+                self.errors.append(exc)
+                return
+            self.received.append((data, addr))
 
-    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
-        self.received.append((data, addr))
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        sent = self.sock.sendto(data, addr)
+        if sent != len(data):
+            raise OSError(f"short send: {sent} of {len(data)} bytes")
 
-    def error_received(self, exc: Exception) -> None:  # type: ignore[override]
-        # e.g. ECONNREFUSED from ICMP: not data from the engine, but worth reporting
-        self.errors.append(exc)
+    def close(self) -> None:
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()

@@ -21,6 +21,8 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
+from .aio import stop_task
+
 AUDIO_RATE = 48_000
 AUDIO_PTIME = 0.020
 AUDIO_SAMPLES_PER_FRAME = int(AUDIO_RATE * AUDIO_PTIME)  # 960
@@ -261,10 +263,7 @@ class TrackReceiver:
         return True
 
     async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     def describe(self) -> str:
         extra = f" {self.width}x{self.height}" if self.kind == "video" else ""

@@ -35,6 +35,7 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
+from .aio import stop_task
 from .media import PatternVideoTrack, SineAudioTrack, TrackReceiver
 
 log = logging.getLogger(__name__)
@@ -346,10 +347,7 @@ class MiniRoom:
             with contextlib.suppress(Exception):
                 await self.leave(peer)
         for task in [*self._tasks, *self._neg_workers.values()]:
-            task.cancel()
-        for task in [*self._tasks, *self._neg_workers.values()]:
-            with contextlib.suppress(BaseException):
-                await task
+            await stop_task(task)
         self._tasks.clear()
         self._neg_workers.clear()
 
@@ -380,10 +378,7 @@ class MiniRoom:
             self.peers.pop(pid, None)
             self._ready.pop(pid, None)
             worker = self._neg_workers.pop(pid, None)
-            if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(BaseException):
-                    await worker
+            await stop_task(worker)
             self._neg_queues.pop(pid, None)
             for tid in [t for t, ev in self.tracks.items() if ev.peer_id == pid]:
                 self._forget_track(tid)
@@ -509,9 +504,8 @@ class MiniRoom:
         if (subscriber, track_id) in self.subscriptions:
             return
         self.subscriptions.add((subscriber, track_id))
-        await asyncio.wait_for(
-            self.engine.subscribe(subscriber, track_id), self.negotiation_timeout
-        )
+        async with asyncio.timeout(self.negotiation_timeout):
+            await self.engine.subscribe(subscriber, track_id)
 
     def _negotiation_queue(self, peer_id: int) -> asyncio.Queue:
         q = self._neg_queues.get(peer_id)
@@ -535,21 +529,17 @@ class MiniRoom:
                 if isinstance(job, _ClientRenegotiation):
                     try:
                         offer = await peer.make_offer()
-                        answer = await asyncio.wait_for(
-                            self.engine.apply_offer(peer_id, offer), self.negotiation_timeout
-                        )
+                        async with asyncio.timeout(self.negotiation_timeout):
+                            answer = await self.engine.apply_offer(peer_id, offer)
                         await peer.accept_answer(answer)
                         job.done.set_result(None)
                     except Exception as exc:
                         job.done.set_exception(exc)
                     continue
                 try:
-                    answer = await asyncio.wait_for(
-                        peer.answer_offer(job), self.negotiation_timeout
-                    )
-                    await asyncio.wait_for(
-                        self.engine.apply_answer(peer_id, answer), self.negotiation_timeout
-                    )
+                    async with asyncio.timeout(self.negotiation_timeout):
+                        answer = await peer.answer_offer(job)
+                        await self.engine.apply_answer(peer_id, answer)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:

@@ -86,3 +86,20 @@ async def test_direct_aiortc_call_delivers_video_frames_and_the_right_sine() -> 
         await sender.close()
         await receiver.close()
     assert video.ended and audio.ended
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_hostile_socket_really_sends_zero_length_datagrams() -> None:
+    # asyncio's DatagramTransport.sendto(b"") sends nothing on Python 3.11; ours must.
+    from helpers.hostile import HostileSocket
+
+    sender, receiver = HostileSocket(), HostileSocket()
+    try:
+        addr = receiver.sock.getsockname()
+        for payload in (b"", b"x", bytes(2000)):
+            sender.sendto(payload, addr)
+        await wait_until(lambda: len(receiver.received) == 3, 2, what="three datagrams")
+        assert [len(d) for d, _ in receiver.received] == [0, 1, 2000]
+    finally:
+        sender.close()
+        receiver.close()
