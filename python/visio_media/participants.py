@@ -54,6 +54,9 @@ class Participant:
     tracks: dict[int, PublishedTrack] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     pending_offer: str | None = None
+    # While the client's own offer is being answered, server offers wait: the client must
+    # see our answer before any new offer of ours.
+    holding_offers: bool = False
     joined_at: float = field(default_factory=time.time)
     grace_task: asyncio.Task[None] | None = None
     connected: bool = False

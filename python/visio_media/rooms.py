@@ -266,7 +266,10 @@ class RoomManager:
     # ------------------------------------------------------------------ media negotiation
 
     async def client_offer(self, p: Participant, sdp: str, sources: dict[str, str]) -> str:
+        """Applies the client's offer and returns our answer. Server offers produced meanwhile
+        are held until `release_offers`, which the caller calls once the answer is sent."""
         self._check_publish(p, sdp, sources)
+        p.holding_offers = True
         async with p.lock:
             p.sources.update(sources)
             if p.peer_id is None:
@@ -285,6 +288,11 @@ class RoomManager:
                 answer = await self.engine.apply_offer(p.peer_id, sdp)
                 p.pending_offer = None
             return answer
+
+    def release_offers(self, p: Participant) -> None:
+        p.holding_offers = False
+        if p.pending_offer is not None:
+            p.send({"type": "offer", "sdp": p.pending_offer})
 
     async def client_answer(self, p: Participant, sdp: str) -> None:
         async with p.lock:
@@ -380,9 +388,9 @@ class RoomManager:
                 source = p.sources.get(mid, DEFAULT_SOURCE[kind])
                 track = PublishedTrack(track_id, kind, source, mid)
                 p.tracks[track_id] = track
+                # The publisher hears it too: that is how it learns its tracks' ids.
                 room.broadcast(
-                    {"type": "track_published", "identity": p.identity, "track": track.info()},
-                    exclude=p,
+                    {"type": "track_published", "identity": p.identity, "track": track.info()}
                 )
                 for q in room.others(p):
                     if q.auto_subscribe and q.token.grants.subscribe and q.peer_id is not None:
@@ -390,12 +398,12 @@ class RoomManager:
             case TrackUnpublished(track_id=track_id):
                 if p.tracks.pop(track_id, None) is not None:
                     room.broadcast(
-                        {"type": "track_unpublished", "identity": p.identity, "track_id": track_id},
-                        exclude=p,
+                        {"type": "track_unpublished", "identity": p.identity, "track_id": track_id}
                     )
             case OfferNeeded(sdp=sdp):
                 p.pending_offer = sdp
-                p.send({"type": "offer", "sdp": sdp})
+                if not p.holding_offers:
+                    p.send({"type": "offer", "sdp": sdp})
             case PeerConnected(srtp_profile=profile):
                 p.connected = True
                 p.srtp_profile = profile

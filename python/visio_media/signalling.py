@@ -303,8 +303,11 @@ class Session:
 
     async def _offer(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
         sdp = _field(msg, "sdp", str)
-        answer = await self.rooms.client_offer(p, sdp, _sources(msg))
-        self._reply({"type": "answer", "sdp": answer}, ref)
+        try:
+            answer = await self.rooms.client_offer(p, sdp, _sources(msg))
+            self._reply({"type": "answer", "sdp": answer}, ref)
+        finally:
+            self.rooms.release_offers(p)
 
     async def _answer(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
         await self.rooms.client_answer(p, _field(msg, "sdp", str))

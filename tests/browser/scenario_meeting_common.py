@@ -80,27 +80,28 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 20.0) -> None:
+    def _launch(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ, VISIO_SECRET=self.secret, PYTHONUNBUFFERED="1")
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        self._log = open(self.log_path, "wb")  # closed in stop()
+        return subprocess.Popen(
             [sys.executable, "-m", "visio_media", "serve", "--dev", "--port", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=REPO,
         )
-        deadline = time.monotonic() + timeout
+
+    async def start(self, within: float = 20.0) -> None:
+        self.proc = self._launch()
+        deadline = time.monotonic() + within
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode}: {self.log_tail()}"
-                )
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
             status = await asyncio.to_thread(self._get_status, "/readyz")
             if status == 200:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after {timeout}s: {self.log_tail()}")
+                raise RuntimeError(f"server not ready after {within}s: {self.log_tail()}")
             await asyncio.sleep(0.2)
 
     def _get_status(self, path: str) -> int | None:
@@ -121,7 +122,7 @@ class ServerProcess:
     async def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.to_thread(self.proc.wait, 15)
@@ -161,9 +162,7 @@ class Scenario:
         return ok
 
 
-def main(
-    scenario: Scenario, run: Callable[[], Awaitable[None]], timeout: float
-) -> int:
+def main(scenario: Scenario, run: Callable[[], Awaitable[None]], timeout: float) -> int:
     """Run, print the JSON result as the last stdout line, exit 0 (all checks passed),
     1 (some failed) or 2 (crashed or timed out)."""
     logging.basicConfig(
@@ -194,24 +193,30 @@ def main(
 
 
 async def open_meeting_page(
-    browser: Any, base_url: str, label: str, console: list[str], *, viewport: dict[str, int]
+    browser: Any,
+    base_url: str,
+    label: str,
+    console: list[str],
+    *,
+    viewport: dict[str, int],
+    query: str = "",
 ) -> Any:
     context = await browser.new_context(viewport=viewport)
     page = await context.new_page()
     page.on("console", lambda m: console.append(f"{now()} [{label}] {m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"{now()} [{label}] pageerror: {e}"))
-    await page.goto(f"{base_url}/?{VIDEO_PARAM}")
+    await page.goto(f"{base_url}/?{VIDEO_PARAM}{'&' + query if query else ''}")
     await page.wait_for_function("() => window.visio !== undefined", timeout=10_000)
     return page
 
 
-async def join_via_ui(page: Any, name: str, room: str, timeout: float = 20.0) -> str:
+async def join_via_ui(page: Any, name: str, room: str, within: float = 20.0) -> str:
     """Fill the join form, click Join, wait until joined. Returns our identity."""
     await page.fill("#name-input", name)
     await page.fill("#room-input", room)
     await page.click("#join-button")
     await page.wait_for_function(
-        "() => ['joined', 'failed'].includes(window.visio.state)", timeout=timeout * 1000
+        "() => ['joined', 'failed'].includes(window.visio.state)", timeout=within * 1000
     )
     state = await page.evaluate("() => ({state: visio.state, error: visio.error})")
     if state["state"] != "joined":
@@ -227,14 +232,14 @@ async def wait_remote_media(
     page: Any,
     keys: list[str],
     *,
-    timeout: float,
+    within: float,
     min_frames: int = 30,
     min_audio_packets: int = 50,
     audio: bool = True,
 ) -> tuple[bool, dict[str, Any]]:
     """Wait until every tile in `keys` has decoded `min_frames` video frames (and received
     `min_audio_packets` audio packets), and both still grow over one more second."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
         first = await tile_stats(page)
@@ -279,7 +284,8 @@ async def page_debug(page: Any) -> dict[str, Any]:
         return dict(
             await page.evaluate(
                 "() => ({state: visio.state, error: visio.error, identity: visio.identity,"
-                " mediaState: visio.mediaState, participants: visio.participants,"
+                " mediaState: visio.mediaState, offersBeforeAnswer: visio.offersBeforeAnswer,"
+                " participants: visio.participants,"
                 " localTracks: visio.localTracks, tiles: visio.tiles, log: visio.log.slice(-60)})"
             )
         )

@@ -5,9 +5,10 @@ Run inside a network namespace that has only `lo` (see netns.py). It starts the 
 each page fills the join form and clicks Join. Then:
 
 1. every page shows two remote tiles whose video advances and receives audio from both;
-2. a screenshot of the three-person grid goes to artifacts/meeting-grid.png (and docs/images/);
-3. page 1 mutes its microphone with the control bar: pages 2 and 3 show the mute icon;
-4. page 1 presents its screen: pages 2 and 3 get a separate tile whose video advances;
+2. page 1 mutes its microphone with the control bar: pages 2 and 3 show the mute icon;
+3. a screenshot of the three-person grid goes to artifacts/meeting-grid.png (and docs/images/);
+4. page 1 presents its screen: pages 2 and 3 get a separate tile whose video advances; it
+   stops presenting: the tile goes away;
 5. page 1 leaves: its tiles disappear from pages 2 and 3.
 
 Prints one JSON object on its last stdout line; exit 0 (all passed), 1 (some check failed),
@@ -116,8 +117,10 @@ class ThreeBrowsers(Scenario):
         ok_all = True
         for i, page in enumerate(pages):
             others = [x for j, x in enumerate(ids) if j != i]
-            ok, detail = await wait_remote_media(page, others, timeout=self.args.media_timeout)
+            ok, detail = await wait_remote_media(page, others, within=self.args.media_timeout)
             self.check(f"page{i + 1}_sees_and_hears_two_others", ok, detail)
+            if not ok:
+                self.result[f"page{i + 1}_at_media_failure"] = await page_debug(page)
             ok_all &= ok
             tiles = await page.evaluate(
                 "() => [...document.querySelectorAll('#grid .tile')].map(t => t.dataset.identity)"
@@ -125,25 +128,23 @@ class ThreeBrowsers(Scenario):
             self.check(f"page{i + 1}_three_tiles", sorted(tiles) == sorted(ids), tiles)
         self.mark("media_flowing")
 
-        # 2. The screenshot for the README (page 2: Ada's mic will still be on).
-        await asyncio.sleep(1.0)
-        shot = ARTIFACTS / "meeting-grid.png"
-        await pages[1].screenshot(path=str(shot))
-        docs_images = REPO / "docs" / "images"
-        docs_images.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, docs_images / "meeting-grid.png")
-        self.result["screenshot"] = str(shot)
-        self.mark("screenshot")
-
-        # 3. Page 1 mutes its microphone; 2 and 3 show it.
+        # 2. Page 1 mutes its microphone; 2 and 3 show it.
         await pages[0].click("#mic-btn")
-        for i in (1, 2):
+        own = await pages[0].evaluate(MIC_MUTED_JS, ids[0])
+        self.check(
+            "page1_own_tile_muted", own.get("mic") == "muted" and own.get("iconVisible"), own
+        )
+
+        async def seen_muted(page: Any) -> None:
             try:
-                await pages[i].wait_for_function(
+                await page.wait_for_function(
                     f"(id) => ({MIC_MUTED_JS})(id).mic === 'muted'", arg=ids[0], timeout=10_000
                 )
             except Exception:
                 pass
+
+        await asyncio.gather(seen_muted(pages[1]), seen_muted(pages[2]))
+        for i in (1, 2):
             state = await pages[i].evaluate(MIC_MUTED_JS, ids[0])
             self.check(
                 f"page{i + 1}_shows_page1_muted",
@@ -152,6 +153,16 @@ class ThreeBrowsers(Scenario):
             )
         self.result["page1_local_tracks"] = await pages[0].evaluate("() => visio.localTracks")
         self.mark("mute_seen")
+
+        # 3. The screenshot for the README: Ada's view, her microphone muted.
+        await asyncio.sleep(1.0)
+        shot = ARTIFACTS / "meeting-grid.png"
+        await pages[0].screenshot(path=str(shot))
+        docs_images = REPO / "docs" / "images"
+        docs_images.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, docs_images / "meeting-grid.png")
+        self.result["screenshot"] = str(shot)
+        self.mark("screenshot")
 
         # 4. Page 1 presents its screen (the control bar button → getDisplayMedia).
         await pages[0].click("#share-btn")
@@ -164,7 +175,8 @@ class ThreeBrowsers(Scenario):
         except Exception:
             self.result["screen_share_mode"] = "canvas captureStream (getDisplayMedia failed)"
             self.result["getDisplayMedia_log"] = [
-                line for line in await pages[0].evaluate("() => visio.log")
+                line
+                for line in await pages[0].evaluate("() => visio.log")
                 if "DisplayMedia" in line
             ]
             shared = await pages[0].evaluate(CANVAS_SHARE_JS)
@@ -173,12 +185,15 @@ class ThreeBrowsers(Scenario):
         screen_key = f"{ids[0]}#screen"
         for i in (1, 2):
             ok, detail = await wait_remote_media(
-                pages[i], [screen_key], timeout=self.args.media_timeout, min_frames=10,
+                pages[i],
+                [screen_key],
+                within=self.args.media_timeout,
+                min_frames=10,
                 audio=False,
             )
             self.check(f"page{i + 1}_sees_screen_share", ok, detail)
             in_dom = await pages[i].evaluate(
-                "(k) => !!document.querySelector(`#presentation .tile[data-key=\"${k}\"]`)",
+                '(k) => !!document.querySelector(`#presentation .tile[data-key="${k}"]`)',
                 screen_key,
             )
             self.check(f"page{i + 1}_screen_tile_in_presentation", in_dom, screen_key)
@@ -186,12 +201,31 @@ class ThreeBrowsers(Scenario):
         await pages[1].screenshot(path=str(ARTIFACTS / "meeting-screen-share.png"))
         self.mark("screen_share_seen")
 
+        # 4b. Page 1 stops presenting: the screen tile goes away on 2 and 3.
+        await pages[0].click("#share-btn")
+
+        async def screen_gone(page: Any) -> bool:
+            try:
+                await page.wait_for_function(
+                    '(k) => !document.querySelector(`.tile[data-key="${k}"]`)',
+                    arg=screen_key,
+                    timeout=10_000,
+                )
+                return True
+            except Exception:
+                return False
+
+        gone = await asyncio.gather(screen_gone(pages[1]), screen_gone(pages[2]))
+        for i, ok in zip((1, 2), gone, strict=True):
+            self.check(f"page{i + 1}_screen_tile_gone_after_stop", ok, screen_key)
+        self.mark("screen_share_stopped")
+
         # 5. Page 1 leaves: its tiles vanish from 2 and 3.
         await pages[0].click("#leave-btn")
         for i in (1, 2):
             try:
                 await pages[i].wait_for_function(
-                    "(id) => !document.querySelector(`.tile[data-identity=\"${id}\"]`)",
+                    '(id) => !document.querySelector(`.tile[data-identity="${id}"]`)',
                     arg=ids[0],
                     timeout=10_000,
                 )

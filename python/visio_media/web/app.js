@@ -246,13 +246,19 @@ class App {
     nameInput.value = params.get("name") || localStorage.getItem("visio.name") || "";
     roomInput.value = params.get("room") || "lobby";
     if (this.urlToken) {
+      // The token names the room and the participant: show them instead of the form fields.
       const claims = jwtClaims(this.urlToken);
-      const room = params.get("room") || claims.room || (claims.video && claims.video.room) || "";
+      const room = claims.room || params.get("room") || "";
+      const who = claims.name || claims.sub || "";
       roomInput.value = room;
-      roomInput.readOnly = true;
-      const who = claims.name || claims.sub || claims.identity || "";
-      if (who) nameInput.value = who;
-      nameInput.readOnly = true;
+      nameInput.value = who;
+      document.querySelectorAll("#join-form .field").forEach((f) => { f.hidden = true; });
+      const summary = $("#token-summary");
+      summary.hidden = false;
+      summary.innerHTML = who && room
+        ? `<div class="avatar-bubble" style="--avatar-hue:${hue(claims.sub || who)}">${escapeHtml(initials(who))}</div>` +
+          `<span>You are joining <strong>${escapeHtml(room)}</strong> as <strong>${escapeHtml(who)}</strong>.</span>`
+        : "<span>You are joining with a meeting link.</span>";
       $("#join-subtitle").textContent = "You were invited to this meeting. Check your camera and microphone, then join.";
     }
 
@@ -261,6 +267,7 @@ class App {
       this.join(roomInput.value, nameInput.value);
     });
     nameInput.addEventListener("input", () => this.renderPreview());
+    for (const input of [nameInput, roomInput]) input.addEventListener("input", () => this.formError(null));
     $("#preview-mic").addEventListener("click", () => this.toggleMic());
     $("#preview-cam").addEventListener("click", () => this.toggleCam());
     $("#mic-btn").addEventListener("click", () => this.toggleMic());
@@ -409,7 +416,9 @@ class App {
       this.error = { kind: e.kind || "media", message: e.message };
       this.setState("failed");
       this.showView("join");
-      this.formError(this.urlToken && e.kind === "token" ? `This meeting link is not valid: ${e.message}` : e.message);
+      this.formError(this.urlToken && e.kind === "token" && e.code === "unauthorized"
+        ? `This meeting link is not valid or has expired (${e.detail}). Ask for a new link.`
+        : e.message);
     } finally {
       $("#join-button").disabled = false;
       $("#join-button").textContent = "Join meeting";

@@ -18,11 +18,12 @@ export class SessionError extends Error {
   /**
    * @param {"token"|"unreachable"|"media"|"room_full"|"unavailable"|"protocol"|"disconnected"|"removed"} kind
    */
-  constructor(kind, message, code = null) {
+  constructor(kind, message, code = null, detail = null) {
     super(message);
     this.name = "SessionError";
     this.kind = kind;
     this.code = code;
+    this.detail = detail || message; // the server's own words, when it gave any
   }
 }
 
@@ -714,16 +715,17 @@ export class MeetingSession extends EventTarget {
 
 function errorFromServer(msg) {
   const text = msg.message || msg.code;
+  const make = (kind, message) => new SessionError(kind, message, msg.code, text);
   switch (msg.code) {
     case "unauthorized":
-      return new SessionError("token", `Your meeting token was refused: ${text}`, msg.code);
+      return make("token", `Your meeting token was refused: ${text}.`);
     case "forbidden":
-      return new SessionError("token", `Not allowed: ${text}`, msg.code);
+      return make("token", `Not allowed: ${text}.`);
     case "room_full":
-      return new SessionError("room_full", "This meeting is full.", msg.code);
+      return make("room_full", "This meeting is full.");
     case "shutting_down":
-      return new SessionError("unavailable", "The server is restarting. Try again in a moment.", msg.code);
+      return make("unavailable", "The server is restarting. Try again in a moment.");
     default:
-      return new SessionError("protocol", `Server error (${msg.code}): ${text}`, msg.code);
+      return make("protocol", `Server error (${msg.code}): ${text}`);
   }
 }
