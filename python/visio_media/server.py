@@ -23,6 +23,7 @@ from visio_media.errors import (
     ForbiddenError,
     InvalidStateError,
     NotFoundError,
+    ProtocolError,
     VisioError,
 )
 from visio_media.rooms import RoomManager
@@ -103,9 +104,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidStateError("the body must be JSON") from e
+        raise ProtocolError("the body must be JSON") from e
     if not isinstance(body, dict):
-        raise InvalidStateError("the body must be a JSON object")
+        raise ProtocolError("the body must be a JSON object")
     return body
 
 
@@ -156,11 +157,11 @@ async def create_room(request: web.Request) -> web.Response:
     body = await _body(request)
     name = body.get("name")
     if not isinstance(name, str) or not ROOM_RE.match(name):
-        raise InvalidStateError("name must be 1-64 letters, digits, '.', '-' or '_'")
+        raise ProtocolError("name must be 1-64 letters, digits, '.', '-' or '_'")
     _admin(request, name)
     limit = body.get("max_participants")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidStateError("max_participants must be a positive integer")
+        raise ProtocolError("max_participants must be a positive integer")
     room = request.app[STATE].rooms.create_room(name, limit)
     return web.json_response(room.info(), status=201)
 
@@ -186,7 +187,7 @@ async def mute_track(request: web.Request) -> web.Response:
     body = await _body(request)
     muted = body.get("muted", True)
     if not isinstance(muted, bool):
-        raise InvalidStateError("muted must be a boolean")
+        raise ProtocolError("muted must be a boolean")
     try:
         track_id = int(request.match_info["track_id"])
     except ValueError as e:
@@ -201,9 +202,9 @@ async def dev_token(request: web.Request) -> web.Response:
     body = await _body(request)
     room, name = body.get("room"), body.get("name")
     if not isinstance(room, str) or not ROOM_RE.match(room):
-        raise InvalidStateError("room must be 1-64 letters, digits, '.', '-' or '_'")
+        raise ProtocolError("room must be 1-64 letters, digits, '.', '-' or '_'")
     if not isinstance(name, str) or not NAME_RE.match(name.strip()):
-        raise InvalidStateError("name must be 1-64 letters, digits, spaces, '.', '-' or '_'")
+        raise ProtocolError("name must be 1-64 letters, digits, spaces, '.', '-' or '_'")
     name = name.strip()
     identity = f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-') or 'guest'}-" + (
         secrets.token_hex(3)

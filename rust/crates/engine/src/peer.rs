@@ -6,14 +6,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec, CodecSpec};
 use str0m::media::{Direction, Mid, Pt};
-use str0m::rtp::Ssrc;
-use str0m::{Candidate, Rtc, RtcConfig};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate, Input, Rtc, RtcConfig};
 
 use crate::error::{Error, Result};
 use crate::event::MediaKind;
@@ -55,6 +56,25 @@ impl OutTrack {
             _ => None,
         }
     }
+}
+
+/// What a forwarded packet carries from its publisher, shared by all its subscribers.
+pub struct Source<'a> {
+    pub track: TrackId,
+    pub pt: Pt,
+    pub spec: &'a CodecSpec,
+    pub ssrc: u32,
+    pub video: bool,
+    pub ext: &'a ExtensionValues,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    Sent,
+    /// No negotiated line for this track (yet, or any more).
+    NotOpen,
+    /// The subscriber negotiated no codec matching the packet's.
+    NoCodec,
 }
 
 pub struct Peer {
@@ -258,6 +278,56 @@ impl Peer {
             OutState::ToStop(_) | OutState::NegotiatingStop(_) => {}
         }
         true
+    }
+
+    /// Queues one publisher packet on this peer's line for `src.track`, rewritten for this
+    /// subscriber (payload type, sequence number, timestamp), and lets str0m send it.
+    pub fn send_forwarded(
+        &mut self,
+        src: &Source<'_>,
+        pkt: &RtpPacket,
+        now: Instant,
+    ) -> Result<Forwarded> {
+        let Some(i) = self.outgoing.iter().position(|o| o.track == src.track) else {
+            return Ok(Forwarded::NotOpen);
+        };
+        let Some(mid) = self.outgoing[i].open_mid() else {
+            return Ok(Forwarded::NotOpen);
+        };
+        let cached = self.outgoing[i]
+            .pt_map
+            .iter()
+            .find(|(p, _)| *p == src.pt)
+            .map(|(_, out)| *out);
+        let pt_out = match cached {
+            Some(v) => v,
+            None => {
+                let v = self.pt_for(mid, src.spec);
+                self.outgoing[i].pt_map.push((src.pt, v));
+                v
+            }
+        };
+        let Some(pt_out) = pt_out else {
+            return Ok(Forwarded::NoCodec);
+        };
+        let (seq, ts) =
+            self.outgoing[i]
+                .rewriter
+                .map(src.ssrc, *pkt.seq_no, pkt.header.timestamp, now);
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return Ok(Forwarded::NotOpen);
+        };
+        stream.write_rtp(
+            RtpWrite::new(pt_out, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
+                .marker(pkt.header.marker)
+                .ext_vals(src.ext.clone())
+                .nackable(src.video),
+        );
+        // str0m sends queued RTP when time moves; this is that nudge.
+        self.rtc.handle_input(Input::Timeout(now))?;
+        self.stats.rtp_out.fetch_add(1, Relaxed);
+        Ok(Forwarded::Sent)
     }
 
     pub fn out_by_mid(&mut self, mid: Mid) -> Option<&mut OutTrack> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket};
 use str0m::{Event, IceConnectionState, Input, Output};
 
 use crate::demux::{self, Kind};
@@ -21,7 +21,7 @@ use crate::dtls_probe;
 use crate::error::{Error, Result};
 use crate::event::{EngineEvent, MediaKind};
 use crate::ids::{PeerId, RoomId, TrackId};
-use crate::peer::{OutState, Peer};
+use crate::peer::{Forwarded, OutState, Peer, Source};
 use crate::room::{Rooms, Track};
 use crate::stats::{DropReason, PeerRegistry, ShardStats};
 use crate::timers::Timers;
@@ -71,6 +71,8 @@ pub struct ShardCore {
     registry: PeerRegistry,
     due: Vec<(Instant, PeerId)>,
     next_speaker_tick: Instant,
+    /// Reused per forwarded packet: the subscribers of its track.
+    fanout: Vec<PeerId>,
 }
 
 /// How often active speakers are re-evaluated.
@@ -100,6 +102,7 @@ impl ShardCore {
             registry,
             due: Vec::new(),
             next_speaker_tick: Instant::now() + SPEAKER_TICK,
+            fanout: Vec::new(),
         }
     }
 
@@ -583,67 +586,29 @@ impl ShardCore {
             video_content_type: h.ext_vals.video_content_type,
             ..Default::default()
         };
-        let subscribers: smallvec_like::Ids = self.rooms.subscribers(track).into();
-        for sub in subscribers.iter().copied() {
-            let written = self.with_peer(sub, |p| {
-                let Some(mid) = p
-                    .outgoing
-                    .iter()
-                    .find(|o| o.track == track)
-                    .and_then(|o| o.open_mid())
-                else {
-                    return Ok(false);
-                };
-                let cached = p
-                    .outgoing
-                    .iter()
-                    .find(|o| o.track == track)
-                    .and_then(|o| o.pt_map.iter().find(|(i, _)| *i == pt_in).map(|(_, o)| *o));
-                let pt_out = match cached {
-                    Some(v) => v,
-                    None => {
-                        let v = p.pt_for(mid, &spec);
-                        if let Some(o) = p.outgoing.iter_mut().find(|o| o.track == track) {
-                            o.pt_map.push((pt_in, v));
-                        }
-                        v
-                    }
-                };
-                let Some(pt_out) = pt_out else {
-                    return Err(Error::Rtc("no codec".into()));
-                };
-                let Some(out) = p.outgoing.iter_mut().find(|o| o.track == track) else {
-                    return Ok(false);
-                };
-                let (seq, ts) = out
-                    .rewriter
-                    .map(*ssrc, *pkt.seq_no, pkt.header.timestamp, now);
-                let mut api = p.rtc.direct_api();
-                let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-                    return Ok(false);
-                };
-                stream.write_rtp(
-                    RtpWrite::new(pt_out, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
-                        .marker(pkt.header.marker)
-                        .ext_vals(ext.clone())
-                        .nackable(video),
-                );
-                p.rtc.handle_input(Input::Timeout(now))?;
-                p.stats.rtp_out.fetch_add(1, Relaxed);
-                Ok(true)
-            });
-            match written {
-                Ok(true) => {
+        let mut fanout = std::mem::take(&mut self.fanout);
+        fanout.clear();
+        fanout.extend_from_slice(self.rooms.subscribers(track));
+        let source = Source {
+            track,
+            pt: pt_in,
+            spec: &spec,
+            ssrc: *ssrc,
+            video,
+            ext: &ext,
+        };
+        for sub in fanout.iter().copied() {
+            match self.with_peer(sub, |p| p.send_forwarded(&source, &pkt, now)) {
+                Ok(Forwarded::Sent) => {
                     self.stats.rtp_forwarded.fetch_add(1, Relaxed);
                     self.drain(sub, now);
                 }
-                Ok(false) => {}
-                Err(Error::Rtc(msg)) if msg == "no codec" => {
-                    self.stats.count_drop(DropReason::NoCodec)
-                }
+                Ok(Forwarded::NotOpen) => {}
+                Ok(Forwarded::NoCodec) => self.stats.count_drop(DropReason::NoCodec),
                 Err(_) => self.drain(sub, now),
             }
         }
+        self.fanout = fanout;
     }
 
     fn request_keyframe(&mut self, track: TrackId, now: Instant) {
@@ -768,24 +733,5 @@ impl ShardCore {
             .get(&id)
             .map(|p| p.outgoing.iter().map(|o| (o.track, o.state)).collect())
             .unwrap_or_default()
-    }
-}
-
-mod smallvec_like {
-    use crate::ids::PeerId;
-
-    /// A copy of a subscriber list, so forwarding can borrow peers mutably while iterating.
-    pub struct Ids(Vec<PeerId>);
-
-    impl From<&[PeerId]> for Ids {
-        fn from(s: &[PeerId]) -> Self {
-            Ids(s.to_vec())
-        }
-    }
-
-    impl Ids {
-        pub fn iter(&self) -> std::slice::Iter<'_, PeerId> {
-            self.0.iter()
-        }
     }
 }
