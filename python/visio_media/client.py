@@ -65,6 +65,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionState",
     "Disconnected",
+    "Draining",
     "Event",
     "EventStream",
     "Left",
@@ -216,6 +217,14 @@ class ConnectionState(Event):
 
 
 @dataclass(frozen=True)
+class Draining(Event):
+    """The server is shutting down: the meeting ends within ``deadline_seconds``."""
+
+    name: ClassVar[str] = "draining"
+    deadline_seconds: float | None
+
+
+@dataclass(frozen=True)
 class Left(Event):
     """The server ended our participation (``reason`` per the protocol's ``left``)."""
 
@@ -266,6 +275,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         TrackReceived,
         TrackRemoved,
         ConnectionState,
+        Draining,
         Left,
         Disconnected,
         ServerError,
@@ -278,16 +288,24 @@ class EventStream:
     """The client's events, in order: ``async for event in client.events``.
 
     Iteration consumes; the iterator ends once the client is closed and every queued event was
-    read. :meth:`Client.wait_for` searches the full history instead and consumes nothing.
+    read. At most ``limit`` unread events are kept (a client driven by callbacks alone never
+    reads them): beyond that the oldest are dropped and counted in ``dropped``.
+    :meth:`Client.wait_for` searches the history instead and consumes nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 10_000) -> None:
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._closed = False
+        self.limit = limit
+        self.dropped = 0
 
     def _put(self, event: Event) -> None:
-        if not self._closed:
-            self._queue.put_nowait(event)
+        if self._closed:
+            return
+        while self._queue.qsize() >= self.limit:
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(event)
 
     def _close(self) -> None:
         if not self._closed:
@@ -519,6 +537,7 @@ class Client:
         auto_subscribe: bool = True,
         ice_servers: list[RTCIceServer] | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        history_limit: int = 10_000,
     ) -> None:
         self.url = url
         self.token = token
@@ -544,10 +563,12 @@ class Client:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._callbacks: dict[str, list[EventCallback]] = {}
         self._history: list[Event] = []
+        self._history_offset = 0  # events dropped from the front of _history
+        self._history_limit = max(2, history_limit)
         self._new_event = asyncio.Event()
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
-        self.events = EventStream()
+        self.events = EventStream(self._history_limit)
         self.room: str | None = None
         self._session: str | None = None
         self._identity: str | None = None
@@ -597,6 +618,18 @@ class Client:
         """The aiortc ``RTCPeerConnection`` (None before :meth:`connect`)."""
         return self._pc
 
+    def published_track_id(self, track: MediaStreamTrack) -> int | None:
+        """The server's track id of our published ``track``, once the server announced it
+        (``track_published`` about ourselves, after media started flowing); None before.
+        Tracks are told apart by kind and source."""
+        local = self._local.get(track.id)
+        me = self.local_participant
+        if local is None or me is None:
+            return None
+        source = local.source or ("microphone" if track.kind == "audio" else "camera")
+        ids = [t.track_id for t in me.tracks.values() if (t.kind, t.source) == (track.kind, source)]
+        return ids[0] if len(ids) == 1 else None
+
     @property
     def connected(self) -> bool:
         """True while the signalling socket is open."""
@@ -604,8 +637,14 @@ class Client:
 
     @property
     def history(self) -> list[Event]:
-        """Every event so far, oldest first (a copy)."""
+        """The recent events, oldest first (a copy): every event, until more than
+        ``history_limit`` happened; then the older half is forgotten, and so on."""
         return list(self._history)
+
+    @property
+    def event_count(self) -> int:
+        """How many events happened so far: a mark for ``wait_for(since=...)``."""
+        return self._history_offset + len(self._history)
 
     # ------------------------------------------------------------------ events
 
@@ -625,13 +664,15 @@ class Client:
         timeout: float = 10.0,  # noqa: ASYNC109
         since: int = 0,
     ) -> E:
-        """The first event (index ≥ ``since`` in :attr:`history`) of ``event_type`` matching
-        ``predicate``; waits up to ``timeout`` s for it (``TimeoutError``)."""
+        """The first event of ``event_type`` matching ``predicate`` among those since the mark
+        ``since`` (an :attr:`event_count`; 0: all, as far as :attr:`history` goes back); waits
+        up to ``timeout`` s for it (``TimeoutError``)."""
         index = since
         async with asyncio.timeout(timeout):
             while True:
-                while index < len(self._history):
-                    event = self._history[index]
+                index = max(index, self._history_offset)
+                while index < self.event_count:
+                    event = self._history[index - self._history_offset]
                     index += 1
                     if isinstance(event, event_type) and (predicate is None or predicate(event)):
                         return event
@@ -640,6 +681,10 @@ class Client:
 
     def _emit(self, event: Event) -> None:
         self._history.append(event)
+        if len(self._history) > self._history_limit:
+            half = len(self._history) // 2
+            del self._history[:half]
+            self._history_offset += half
         self._new_event.set()
         self.events._put(event)
         for callback in [*self._callbacks.get(event.name, []), *self._callbacks.get("*", [])]:
@@ -661,11 +706,22 @@ class Client:
             raise ClientError("invalid_state", "the client is closed")
         if self._session is not None:
             raise ClientError("invalid_state", "already connected (use resume())")
-        async with asyncio.timeout(timeout):
-            joined = await self._open_and_join(resume=None)
-        self._apply_joined(joined, resumed=False)
+        try:
+            async with asyncio.timeout(timeout):
+                joined = await self._open_and_join(resume=None)
+            self._apply_joined(joined, resumed=False)
+        except BaseException:
+            # Refused or failed: leave nothing open behind (the client can connect again).
+            await self._drop_socket()
+            if self._http is not None:
+                await self._http.close()
+                self._http = None
+            self._session = None
+            raise
+        if self._ice_servers is None:
+            self._ice_servers = _ice_servers(joined)
         if self._pc is None:
-            self._pc = self._new_peer_connection(joined)
+            self._pc = RTCPeerConnection(self._rtc_configuration())
 
     async def resume(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109
         """Reconnect the signalling socket and take our session back (``join`` with
@@ -745,21 +801,9 @@ class Client:
                     self._end_remote(identity, track_id)
                     self._emit(TrackUnpublished(identity, track_id))
 
-    def _new_peer_connection(self, joined: dict[str, Any]) -> RTCPeerConnection:
-        servers = self._ice_servers
-        if servers is None:
-            servers = []
-            for raw in joined.get("ice_servers") or []:
-                if isinstance(raw, dict) and raw.get("urls"):
-                    servers.append(
-                        RTCIceServer(
-                            urls=raw["urls"],
-                            username=raw.get("username"),
-                            credential=raw.get("credential"),
-                        )
-                    )
-        return RTCPeerConnection(
-            RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    def _rtc_configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(
+            iceServers=list(self._ice_servers or []), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
         )
 
     async def leave(self, timeout: float = LEAVE_TIMEOUT) -> None:  # noqa: ASYNC109
@@ -942,8 +986,8 @@ class Client:
             except BaseException:
                 for local in added:
                     self._local.pop(local.track.id, None)
-                    local.transceiver.sender.replaceTrack(None)
-                    local.transceiver.direction = "inactive"
+                    local.transceiver.sender.replaceTrack(None)  # the caller's track lives on
+                await self._undo_offer([local.transceiver for local in added])
                 raise
 
     async def unpublish(self, track: MediaStreamTrack) -> None:
@@ -974,29 +1018,56 @@ class Client:
         self._offer_in_flight = True
         try:
             reply = await self._request(message, {"answer"})
-        except BaseException:
-            self._rollback()
-            raise
         finally:
             self._offer_in_flight = False
         sdp = reply.get("sdp")
         if not isinstance(sdp, str):
-            self._rollback()
             raise ClientError("bad_message", "the answer has no sdp")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         self._negotiated = True
 
-    def _rollback(self) -> None:
-        """aiortc has no rollback: put the connection back to ``stable`` by hand (best effort),
-        so that later offers, ours or the server's, can still be applied."""
-        pc: Any = self._pc
-        if pc is None:
+    async def _undo_offer(self, added: list[RTCRtpTransceiver]) -> None:
+        """Our offer was refused (or never answered): the server did not apply it, so forget
+        it. aiortc has no rollback: before any offer succeeded, the peer connection is simply
+        replaced; afterwards, the connection goes back to ``stable`` by hand and the
+        transceivers this offer added are dropped (best effort, through aiortc internals)."""
+        pc = self._pc
+        if pc is None or self._closed:
             return
+        if not self._negotiated:
+            self._pc = RTCPeerConnection(self._rtc_configuration())
+            self._placeholder = None
+            try:
+                async with asyncio.timeout(5.0):
+                    await pc.close()
+            except Exception as exc:
+                log.warning("closing the replaced peer connection failed: %r", exc)
+            return
+        internal: Any = pc
         try:
-            pc._RTCPeerConnection__pendingLocalDescription = None
-            pc._RTCPeerConnection__setSignalingState("stable")
-        except Exception as exc:  # pragma: no cover - depends on aiortc internals
-            log.warning("could not roll back the failed offer: %r", exc)
+            internal._RTCPeerConnection__pendingLocalDescription = None
+            internal._RTCPeerConnection__setSignalingState("stable")
+            transceivers: list[Any] = internal._RTCPeerConnection__transceivers
+            seen: set[str] = internal._RTCPeerConnection__seenMids
+            dtls_transports: set[Any] = internal._RTCPeerConnection__dtlsTransports
+            ice_transports: set[Any] = internal._RTCPeerConnection__iceTransports
+            for t in added:
+                if t in transceivers:
+                    transceivers.remove(t)
+                if t.mid is not None:
+                    seen.discard(t.mid)
+                if t is self._placeholder:
+                    self._placeholder = None
+                dtls = t.receiver.transport
+                if any(other.receiver.transport is dtls for other in transceivers):
+                    continue  # shared (bundled): not ours to stop
+                dtls_transports.discard(dtls)
+                ice_transports.discard(dtls.transport)
+                async with asyncio.timeout(5.0):
+                    await dtls.stop()
+                    await dtls.transport.stop()
+        except Exception as exc:  # depends on aiortc internals (1.16)
+            log.warning("could not roll back the refused offer: %r", exc)
 
     def _require_pc(self) -> RTCPeerConnection:
         if self._closed:
@@ -1008,6 +1079,8 @@ class Client:
     # ------------------------------------------------------------------ server offers
 
     def _on_server_offer(self, sdp: str) -> None:
+        if self._closed or self.left_reason is not None:
+            return
         if self._offer_in_flight:
             # Glare: the server yields and sends a fresh offer after answering ours.
             log.debug("server offer ignored: ours is in flight")
@@ -1029,16 +1102,22 @@ class Client:
             pc = self._pc
             if pc is None or self._closed:
                 return
-            async with asyncio.timeout(self.request_timeout):
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-                self._update_remote_tracks(pc, sdp)
-                answer = await pc.createAnswer()
-                await pc.setLocalDescription(answer)
-                # With an id, so that an error about it comes back with a ref (and is reported
-                # as a ServerError event rather than taken for another request's reply).
-                await self._send(
-                    {"type": "answer", "sdp": pc.localDescription.sdp, "id": next(self._ids)}
-                )
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                    self._update_remote_tracks(pc, sdp)
+                    answer = await pc.createAnswer()
+                    await pc.setLocalDescription(answer)
+                    # With an id, so that an error about it comes back with a ref (reported as
+                    # a ServerError event rather than taken for another request's reply).
+                    await self._send(
+                        {"type": "answer", "sdp": pc.localDescription.sdp, "id": next(self._ids)}
+                    )
+            except Exception:
+                if self._closed or self.left_reason is not None or pc is not self._pc:
+                    log.debug("server offer abandoned: the client is closing", exc_info=True)
+                    return
+                raise
             self._negotiated = True
 
     def _update_remote_tracks(self, pc: RTCPeerConnection, sdp: str) -> None:
@@ -1184,7 +1263,11 @@ class Client:
         elif kind == "track_unpublished":
             identity = _get(message, "identity", str)
             track_id = _get(message, "track_id", int)
-            publisher = self._participants.get(identity)
+            publisher = (
+                self.local_participant
+                if identity == self._identity
+                else self._participants.get(identity)
+            )
             if publisher is not None:
                 publisher.tracks.pop(track_id, None)
             self._end_remote(identity, track_id)
@@ -1208,6 +1291,11 @@ class Client:
             if isinstance(profile, str):
                 self.srtp_profile = profile
             self._emit(ConnectionState(state, profile if isinstance(profile, str) else None))
+        elif kind == "draining":
+            deadline = message.get("deadline_seconds")
+            if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+                deadline = None
+            self._emit(Draining(float(deadline) if deadline is not None else None))
         elif kind == "left":
             reason = _get(message, "reason", str, "left")
             self.left_reason = reason
@@ -1241,6 +1329,29 @@ class Client:
         if exc is not None:
             log.error("client task %s failed", task.get_name(), exc_info=exc)
             self.failures.append(exc)
+
+
+def _ice_servers(joined: dict[str, Any]) -> list[RTCIceServer]:
+    """The ``ice_servers`` of ``joined`` (objects with ``urls``, ``username``, ``credential``)."""
+    servers: list[RTCIceServer] = []
+    raw_list = joined.get("ice_servers")
+    for raw in raw_list if isinstance(raw_list, list) else []:
+        if not isinstance(raw, dict):
+            continue
+        urls = raw.get("urls")
+        if isinstance(urls, str) or (
+            isinstance(urls, list) and urls and all(isinstance(u, str) for u in urls)
+        ):
+            username = raw.get("username")
+            credential = raw.get("credential")
+            servers.append(
+                RTCIceServer(
+                    urls=urls,
+                    username=username if isinstance(username, str) else None,
+                    credential=credential if isinstance(credential, str) else None,
+                )
+            )
+    return servers
 
 
 async def _await(awaitable: Awaitable[Any]) -> None:

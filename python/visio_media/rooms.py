@@ -127,7 +127,11 @@ class RoomManager:
             raise ShuttingDownError("the server is shutting down")
         if not token.grants.join:
             raise ForbiddenError("the token does not grant join")
+        if token.room == "*":
+            raise ForbiddenError("a token for every room ('*') cannot join a room")
         room = self.rooms.get(token.room)
+        if room is None and resume is not None:
+            raise NotFoundError("no session to resume")
         if room is None:
             if not self.config.auto_create:
                 raise NotFoundError(f"no room {token.room!r}")
@@ -283,10 +287,10 @@ class RoomManager:
                     self._on_engine_event(event)
                 await self._subscribe_to_room(p)
             else:
-                # Our own outstanding offer is dropped by the engine (glare): the client
-                # gets a fresh one after this answer.
-                answer = await self.engine.apply_offer(p.peer_id, sdp)
+                # Our own outstanding offer is dropped by the engine (glare); the fresh one it
+                # makes arrives while we wait and is held until our answer has gone out.
                 p.pending_offer = None
+                answer = await self.engine.apply_offer(p.peer_id, sdp)
             return answer
 
     def release_offers(self, p: Participant) -> None:

@@ -48,6 +48,7 @@ class WsLink:
         self.ws = ws
         self.queue: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
         self.closing = False
+        self._waiting = False
 
     def send(self, message: dict[str, Any]) -> None:
         if self.closing:
@@ -67,9 +68,18 @@ class WsLink:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait((code, reason))
 
+    @property
+    def idle(self) -> bool:
+        """True when the writer waits for work and none is queued."""
+        return self._waiting and self.queue.empty()
+
     async def run_writer(self) -> None:
         while True:
-            item = await self.queue.get()
+            self._waiting = True
+            try:
+                item = await self.queue.get()
+            finally:
+                self._waiting = False
             if isinstance(item, tuple):
                 code, reason = item
                 await self.ws.close(code=code, message=reason.encode()[:120])
@@ -196,10 +206,10 @@ class Session:
             if p is not None and not self.left:
                 self.rooms.link_lost(p, self.link)
             self.link.closing = True
-            try:
+            if self.ws.closed or self.link.idle:
+                writer.cancel()  # no one to flush to, or nothing left to flush
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(writer, 2.0)
-            except TimeoutError:
-                writer.cancel()
             if not self.ws.closed:
                 await self.ws.close()
 

@@ -11,11 +11,10 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from signalling.live_server import LiveServer, live_server  # noqa: E402
+from signalling.live_server import LiveServer, live_server
 
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def server() -> AsyncIterator[LiveServer]:
     async with live_server() as s:
         yield s
-

@@ -9,10 +9,11 @@ import asyncio
 import pytest
 
 from helpers.media import dominant_frequencies
-from signalling.live_server import LiveServer, MediaClient, wait_until
+from signalling.live_server import LiveServer, MediaClient, start_call, wait_until
 from visio_media.client import (
     ParticipantJoined,
     ParticipantLeft,
+    TrackMuted,
     TrackPublished,
     TrackRemoved,
     TrackUnpublished,
@@ -28,8 +29,7 @@ async def test_two_clients_exchange_audio_and_video(server: LiveServer) -> None:
     a = MediaClient(server.ws_url, "alice", audio_hz=FREQ_A, video=True)
     b = MediaClient(server.ws_url, "bob", audio_hz=FREQ_B, video=True)
     try:
-        await a.start()
-        await b.start()
+        await start_call(a, b)
 
         # Each receives the other's two tracks, and only those.
         for me, other in ((a, "bob"), (b, "alice")):
@@ -56,23 +56,32 @@ async def test_two_clients_exchange_audio_and_video(server: LiveServer) -> None:
             assert sources == ["camera", "microphone"]
             remote = me.client.remote_tracks
             assert {key[0] for key in remote} == {other}
-            assert set(remote) == {
-                (other, t) for t in me.client.participants[other].tracks
-            }
+            assert set(remote) == {(other, t) for t in me.client.participants[other].tracks}
             assert me.client.connection_state == "connected"
         # alice was there first: she learnt of bob by events; bob found her in `joined`.
         joined = [e for e in a.client.history if isinstance(e, ParticipantJoined)]
         assert [e.participant.identity for e in joined] == ["bob"]
+        # track_published: about bob's two tracks, and about alice's own (how a publisher
+        # learns its track ids).
         published = [e for e in a.client.history if isinstance(e, TrackPublished)]
         assert sorted((e.identity, e.track.kind) for e in published) == [
+            ("alice", "audio"),
+            ("alice", "video"),
             ("bob", "audio"),
             ("bob", "video"),
         ]
+        for me, other in ((a, b), (b, a)):
+            mine = me.client.local_participant
+            assert mine is not None
+            assert mine.tracks == other.client.participants[me.identity].tracks
+            for track in me.local_tracks:
+                track_id = me.client.published_track_id(track)
+                assert track_id is not None and mine.tracks[track_id].kind == track.kind
         assert not [e for e in b.client.history if isinstance(e, ParticipantJoined)]
 
         # bob leaves: alice is told, bob's tracks end at alice's.
         bob_tracks = set(a.client.participants["bob"].tracks)
-        mark = len(a.client.history)
+        mark = a.client.event_count
         await b.client.leave()
         left = await a.client.wait_for(ParticipantLeft, timeout=10.0, since=mark)
         assert (left.identity, left.reason) == ("bob", "left")
@@ -94,3 +103,100 @@ async def test_two_clients_exchange_audio_and_video(server: LiveServer) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_late_joiner_receives_tracks_already_published(server: LiveServer) -> None:
+    """bob joins a room where alice's tracks are already published: his first offer (with his
+    own tracks) subscribes him to hers, and he must receive them."""
+    a = MediaClient(server.ws_url, "alice", audio_hz=FREQ_A, video=True)
+    b = MediaClient(server.ws_url, "bob", audio_hz=FREQ_B, video=True)
+    try:
+        await a.start()
+        rooms_deadline = asyncio.get_running_loop().time() + 15.0
+        while True:
+            rooms = await server.rooms()
+            tracks = rooms["r1"]["participants"][0]["tracks"]
+            if len(tracks) == 2 or asyncio.get_running_loop().time() > rooms_deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert len(tracks) == 2, rooms
+        await b.start()
+        for me, other in ((b, "alice"), (a, "bob")):
+            for kind in ("audio", "video"):
+                r = await me.receiver(other, kind, within=10.0)
+                assert await r.wait_frames(20, 10.0), f"{me.identity}: {r.describe()}"
+        assert not a.client.failures and not b.client.failures
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_unpublish_and_mute(server: LiveServer) -> None:
+    a = MediaClient(server.ws_url, "alice", audio_hz=FREQ_A, video=True)
+    b = MediaClient(server.ws_url, "bob")
+    try:
+        await start_call(b, a)
+        audio = await b.receiver("alice", "audio")
+        video = await b.receiver("alice", "video")
+        assert await video.wait_frames(10, 15.0), video.describe()
+        ids = {t.kind: t.track_id for t in b.client.participants["alice"].tracks.values()}
+        # The publisher knows them too.
+        assert a.client.published_track_id(a.audio) == ids["audio"]
+        assert a.client.published_track_id(a.video) == ids["video"]
+
+        # Mute: an announcement to the others.
+        mark = b.client.event_count
+        await a.client.set_muted(ids["audio"], True)
+        muted = await b.client.wait_for(TrackMuted, timeout=5.0, since=mark)
+        assert (muted.identity, muted.track_id, muted.muted) == ("alice", ids["audio"], True)
+        assert b.client.participants["alice"].tracks[ids["audio"]].muted
+
+        # Unpublish the video: bob is told, his video track ends, the audio goes on.
+        mark = b.client.event_count
+        await a.client.unpublish(a.video)
+        gone = await b.client.wait_for(TrackUnpublished, timeout=10.0, since=mark)
+        assert (gone.identity, gone.track_id) == ("alice", ids["video"])
+        await wait_until(lambda: video.ended, 5.0, what="alice's video ending at bob")
+        frames = audio.frames
+        assert await audio.wait_frames(frames + 25, 5.0), audio.describe()
+        assert set(b.client.remote_tracks) == {("alice", ids["audio"])}
+        assert set(b.client.participants["alice"].tracks) == {ids["audio"]}
+        me = a.client.local_participant
+        assert me is not None
+        await wait_until(
+            lambda: set(me.tracks) == {ids["audio"]},
+            5.0,
+            what="alice learning that her video is unpublished",
+        )
+        assert not a.client.failures and not b.client.failures
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_glare_server_yields_and_sends_a_fresh_offer(server: LiveServer) -> None:
+    """protocol.md "Glare": bob's offer crosses the server's offer to him (he leaves the server
+    offer unanswered, as a client with its own offer in flight does); the server must answer
+    bob, then send a fresh offer, so that bob still ends up receiving alice. Several rounds,
+    because the server's handling is timing-sensitive."""
+    rounds = 6
+    for i in range(rounds):
+        room = f"glare-{i}"
+        a = MediaClient(server.ws_url, f"alice{i}", room, audio_hz=FREQ_A)
+        b = MediaClient(server.ws_url, f"bob{i}", room, audio_hz=FREQ_B)
+        try:
+            await b.start_receiving()
+            held: list[str] = []
+            answer_offer = b.client._on_server_offer
+            b.client._on_server_offer = held.append  # type: ignore[method-assign]
+            await a.start()  # alice's audio gets published: the server offers it to bob
+            await wait_until(lambda held=held: bool(held), 10.0, what="the server's offer to bob")
+            b.client._on_server_offer = answer_offer  # type: ignore[method-assign]
+            await b.publish_tracks()  # crosses the unanswered server offer
+            r = await b.receiver(a.identity, "audio", within=10.0)
+            assert await r.wait_frames(25, 10.0), f"round {i}: {r.describe()}"
+            r2 = await a.receiver(b.identity, "audio", within=10.0)
+            assert await r2.wait_frames(25, 10.0), f"round {i}: {r2.describe()}"
+        finally:
+            await a.close()
+            await b.close()

@@ -161,13 +161,27 @@ class MediaClient:
         return out
 
     async def start(self) -> MediaClient:
+        """Connect and publish in one offer (a late joiner's first offer subscribes it to the
+        tracks already in the room)."""
         await self.client.connect()
         await self.client.publish(*self.local_tracks)
         return self
 
+    async def start_receiving(self) -> MediaClient:
+        """Connect and send a first, receive-only offer (no tracks yet)."""
+        await self.client.connect()
+        await self.client.publish()
+        return self
+
+    async def publish_tracks(self) -> None:
+        await self.client.publish(*self.local_tracks)
+
     async def receiver(self, identity: str, kind: str, within: float = 15.0) -> TrackReceiver:
-        await wait_until(lambda: (identity, kind) in self.receivers, within,
-                         what=f"{self.identity} receiving {identity}'s {kind}")
+        await wait_until(
+            lambda: (identity, kind) in self.receivers,
+            within,
+            what=f"{self.identity} receiving {identity}'s {kind}",
+        )
         return self.receivers[(identity, kind)]
 
     async def close(self) -> None:
@@ -178,6 +192,23 @@ class MediaClient:
         for t in (self.audio, self.video):
             if t is not None:
                 t.stop()
+
+
+async def start_call(*clients: MediaClient, within: float = 15.0) -> None:
+    """Bring ``clients`` into a call where everyone receives everyone.
+
+    Each client's first offer is receive-only and sent while the room has no tracks yet; then
+    the clients publish one after the other, each waiting until all the others receive its
+    tracks. So no client offer ever crosses a server offer: tests built on this are about their
+    own subject, not about glare (which has its own test)."""
+    for c in clients:
+        await c.start_receiving()
+    for c in clients:
+        await c.publish_tracks()
+        for other in clients:
+            if other is not c:
+                for track in c.local_tracks:
+                    await other.receiver(c.identity, track.kind, within=within)
 
 
 async def wait_until(

@@ -51,7 +51,7 @@ BEFORE_JOIN: list[tuple[str, Any, str, Any]] = [
     ("not-json", "{not json", "bad_json", None),
     ("empty-frame", "", "bad_json", None),
     ("json-array", [1, 2, 3], "bad_json", None),
-    ("json-string", "\"join\"", "bad_json", None),
+    ("json-string", '"join"', "bad_json", None),
     ("json-number", "42", "bad_json", None),
     ("json-null", "null", "bad_json", None),
     ("no-type", {"token": "x", "id": 1}, "bad_message", 1),
@@ -62,19 +62,33 @@ BEFORE_JOIN: list[tuple[str, Any, str, Any]] = [
     ("join-token-int", {"type": "join", "token": 12345, "id": 4}, "bad_message", 4),
     ("join-token-null", {"type": "join", "token": None, "id": 5}, "bad_message", 5),
     ("join-token-list", {"type": "join", "token": ["a"], "id": 6}, "bad_message", 6),
-    ("join-resume-long", {"type": "join", "token": "PLACEHOLDER", "resume": LONG, "id": 7},
-     "bad_message", 7),
-    ("join-resume-int", {"type": "join", "token": "PLACEHOLDER", "resume": 1, "id": 8},
-     "bad_message", 8),
-    ("join-auto-subscribe-string",
-     {"type": "join", "token": "PLACEHOLDER", "auto_subscribe": "yes", "id": 9},
-     "bad_message", 9),
+    (
+        "join-resume-long",
+        {"type": "join", "token": "PLACEHOLDER", "resume": LONG, "id": 7},
+        "bad_message",
+        7,
+    ),
+    (
+        "join-resume-int",
+        {"type": "join", "token": "PLACEHOLDER", "resume": 1, "id": 8},
+        "bad_message",
+        8,
+    ),
+    (
+        "join-auto-subscribe-string",
+        {"type": "join", "token": "PLACEHOLDER", "auto_subscribe": "yes", "id": 9},
+        "bad_message",
+        9,
+    ),
     ("offer-before-join", {"type": "offer", "sdp": "v=0\r\n", "id": 10}, "not_joined", 10),
     ("answer-before-join", {"type": "answer", "sdp": "v=0\r\n", "id": 11}, "not_joined", 11),
-    ("mute-before-join", {"type": "mute", "track_id": 1, "muted": True, "id": 12},
-     "not_joined", 12),
-    ("subscribe-before-join", {"type": "subscribe", "track_ids": [1], "id": 13},
-     "not_joined", 13),
+    (
+        "mute-before-join",
+        {"type": "mute", "track_id": 1, "muted": True, "id": 12},
+        "not_joined",
+        12,
+    ),
+    ("subscribe-before-join", {"type": "subscribe", "track_ids": [1], "id": 13}, "not_joined", 13),
     ("leave-before-join", {"type": "leave", "id": 14}, "not_joined", 14),
 ]
 
@@ -109,30 +123,69 @@ AFTER_JOIN: list[tuple[str, Any, str, Any]] = [
     ("offer-sdp-list", {"type": "offer", "sdp": ["v=0"], "id": 1}, "bad_message", 1),
     ("offer-sdp-missing", {"type": "offer", "id": 2}, "bad_message", 2),
     ("offer-sdp-70kb", {"type": "offer", "sdp": HUGE_SDP, "id": 3}, "bad_message", 3),
-    ("offer-sources-not-object", {"type": "offer", "sdp": "v=0\r\n", "sources": ["camera"],
-                                  "id": 4}, "bad_message", 4),
-    ("offer-sources-long-mid", {"type": "offer", "sdp": "v=0\r\n", "sources": {LONG: "camera"},
-                                "id": 5}, "bad_message", 5),
-    ("offer-sources-long-source", {"type": "offer", "sdp": "v=0\r\n", "sources": {"0": LONG},
-                                   "id": 6}, "bad_message", 6),
+    (
+        "offer-sources-not-object",
+        {"type": "offer", "sdp": "v=0\r\n", "sources": ["camera"], "id": 4},
+        "bad_message",
+        4,
+    ),
+    (
+        "offer-sources-long-mid",
+        {"type": "offer", "sdp": "v=0\r\n", "sources": {LONG: "camera"}, "id": 5},
+        "bad_message",
+        5,
+    ),
+    (
+        "offer-sources-long-source",
+        {"type": "offer", "sdp": "v=0\r\n", "sources": {"0": LONG}, "id": 6},
+        "bad_message",
+        6,
+    ),
     ("offer-sdp-garbage", {"type": "offer", "sdp": "this is not SDP", "id": 7}, "bad_sdp", 7),
     ("answer-sdp-int", {"type": "answer", "sdp": 5, "id": 8}, "bad_message", 8),
-    ("answer-without-server-offer", {"type": "answer", "sdp": "v=0\r\n", "id": 9},
-     "invalid_state", 9),
-    ("mute-track-id-string", {"type": "mute", "track_id": "1", "muted": True, "id": 10},
-     "bad_message", 10),
-    ("mute-track-id-bool", {"type": "mute", "track_id": True, "muted": True, "id": 11},
-     "bad_message", 11),
-    ("mute-muted-string", {"type": "mute", "track_id": 1, "muted": "yes", "id": 12},
-     "bad_message", 12),
-    ("mute-unknown-track", {"type": "mute", "track_id": 999, "muted": True, "id": 13},
-     "not_found", 13),
-    ("subscribe-ids-not-list", {"type": "subscribe", "track_ids": 1, "id": 14},
-     "bad_message", 14),
-    ("subscribe-ids-strings", {"type": "subscribe", "track_ids": ["1"], "id": 15},
-     "bad_message", 15),
-    ("subscribe-unknown-track", {"type": "subscribe", "track_ids": [999], "id": 16},
-     "not_found", 16),
+    (
+        "answer-without-server-offer",
+        {"type": "answer", "sdp": "v=0\r\n", "id": 9},
+        "invalid_state",
+        9,
+    ),
+    (
+        "mute-track-id-string",
+        {"type": "mute", "track_id": "1", "muted": True, "id": 10},
+        "bad_message",
+        10,
+    ),
+    (
+        "mute-track-id-bool",
+        {"type": "mute", "track_id": True, "muted": True, "id": 11},
+        "bad_message",
+        11,
+    ),
+    (
+        "mute-muted-string",
+        {"type": "mute", "track_id": 1, "muted": "yes", "id": 12},
+        "bad_message",
+        12,
+    ),
+    (
+        "mute-unknown-track",
+        {"type": "mute", "track_id": 999, "muted": True, "id": 13},
+        "not_found",
+        13,
+    ),
+    ("subscribe-ids-not-list", {"type": "subscribe", "track_ids": 1, "id": 14}, "bad_message", 14),
+    (
+        "subscribe-ids-strings",
+        {"type": "subscribe", "track_ids": ["1"], "id": 15},
+        "bad_message",
+        15,
+    ),
+    (
+        "subscribe-unknown-track",
+        {"type": "subscribe", "track_ids": [999], "id": 16},
+        "not_found",
+        16,
+    ),
     ("id-too-long", {"type": "explode", "id": LONG}, "bad_message", None),
 ]
 
@@ -196,6 +249,14 @@ async def test_binary_frame_closes_1003_and_others_unaffected() -> None:
             await bystander.close()
 
 
+def _ping_of_size(size: int, ref: str = "p") -> str:
+    """A ``ping`` frame of exactly ``size`` bytes (padded with an unknown field)."""
+    head = '{"type":"ping","id":"' + ref + '","pad":"'
+    frame = head + "z" * (size - len(head) - 2) + '"}'
+    assert len(frame.encode()) == size
+    return frame
+
+
 @pytest.mark.parametrize("joined", [False, True], ids=["before-join", "after-join"])
 async def test_frame_over_limit_closes_1009(joined: bool) -> None:
     limit = 4096
@@ -206,21 +267,37 @@ async def test_frame_over_limit_closes_1009(joined: bool) -> None:
             await join(bystander, "bob")
             if joined:
                 await join(sock, "alice")
-            # Exactly at the limit is fine (an error for the unknown type, not a close)...
-            at_limit = '{"type":"ping","id":"p","pad":"' + "z" * limit
-            at_limit = at_limit[: limit - 2] + '"}'
-            assert len(at_limit.encode()) == limit
-            await sock.send(at_limit)
+            await sock.send(_ping_of_size(limit - 100))
             assert (await sock.recv()) == {"type": "pong", "ref": "p"}
-            # ...one byte more closes.
-            over = at_limit[:-2] + 'zz"}'
-            assert len(over.encode()) == limit + 2
-            await sock.send(over)
+            await sock.send(_ping_of_size(limit + 1000))
             assert await sock.wait_closed() == 1009
             await ping_pong(bystander)
+            if joined:  # the participant is in its reconnect grace, not gone
+                rooms = await server.rooms()
+                assert sorted(p["identity"] for p in rooms["r1"]["participants"]) == [
+                    "alice",
+                    "bob",
+                ]
         finally:
             await sock.close()
             await bystander.close()
+
+
+@pytest.mark.parametrize(("extra", "closed"), [(0, False), (1, True)], ids=["at", "at+1"])
+async def test_frame_size_limit_boundary(extra: int, closed: bool) -> None:
+    """protocol.md: frames *larger than* max_message_bytes close with 1009, so a frame of
+    exactly max_message_bytes bytes is served."""
+    limit = 4096
+    async with live_server(signalling__max_message_bytes=limit) as server:
+        sock = await RawSocket.open(server.ws_url)
+        try:
+            await sock.send(_ping_of_size(limit + extra))
+            if closed:
+                assert await sock.wait_closed() == 1009
+            else:
+                assert (await sock.recv()) == {"type": "pong", "ref": "p"}
+        finally:
+            await sock.close()
 
 
 async def test_socket_that_never_joins_is_closed_after_handshake_timeout() -> None:
