@@ -25,7 +25,8 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers.peers import LOOPBACK, _loopback_host_addresses
+from helpers.engines import make_engine
+from helpers.peers import _loopback_host_addresses
 from helpers.resources import (
     Snapshot,
     new_fds,
@@ -151,14 +152,6 @@ def _test_timeout(request: pytest.FixtureRequest) -> float | None:
     except ValueError:
         return None
     return float(value) if value else None
-
-
-def make_engine():
-    from visio_media.engine import Engine, EngineConfig
-
-    return Engine(
-        EngineConfig(shards=1, bind_ip=LOOPBACK, announce_ip=None, port_min=0, port_max=0)
-    )
 
 
 @pytest_asyncio.fixture(loop_scope="function")

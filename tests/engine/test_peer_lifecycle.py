@@ -221,7 +221,7 @@ def _offer_sections(peer: TestPeer):
 async def test_a_stopped_engine_closes_every_fd_and_thread_once_dropped() -> None:
     import gc
 
-    from conftest import make_engine
+    from helpers.engines import make_engine
     from helpers.resources import Snapshot, new_fds, new_threads, still_open, still_running
 
     gc.collect()

@@ -98,6 +98,12 @@ class LiveServer:
         assert status == 200, (status, body)
         return {room["name"]: room for room in body["rooms"]}
 
+    def app_rooms(self) -> set[str]:
+        """The names of the rooms the server holds now (read in-process, no HTTP)."""
+        from visio_media.server import STATE
+
+        return set(self.app[STATE].rooms.rooms)
+
     async def close(self) -> None:
         await self.http.close()
         await self.runner.cleanup()
