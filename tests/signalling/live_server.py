@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from helpers.media import PatternVideoTrack, SineAudioTrack, TrackReceiver
+from helpers.peers import wait_until
 from visio_media.auth import Grants, mint_token
 from visio_media.client import Client, TrackReceived
 from visio_media.config import Config, load_config
@@ -215,16 +216,6 @@ async def start_call(*clients: MediaClient, within: float = 15.0) -> None:
             if other is not c:
                 for track in c.local_tracks:
                     await other.receiver(c.identity, track.kind, within=within)
-
-
-async def wait_until(
-    predicate: Callable[[], bool], within: float, *, interval: float = 0.05, what: str = ""
-) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 # ----------------------------------------------------------------------------- raw frames

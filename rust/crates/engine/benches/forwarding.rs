@@ -156,14 +156,7 @@ impl Rig {
         let mid = sim
             .send_mid(publisher, MediaKind::Video)
             .expect("a video send line");
-        let pt = sim.clients[publisher]
-            .rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-            .expect("VP8 is negotiated");
+        let pt = sim.pt_of(publisher, Codec::Vp8).expect("VP8 is negotiated");
         let publisher_addr = sim.clients[publisher].addr;
         let mut rig = Rig {
             sim,

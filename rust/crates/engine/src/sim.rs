@@ -248,6 +248,17 @@ impl Sim {
         done(self)
     }
 
+    /// The client's payload type for `codec`.
+    pub fn pt_of(&self, client: usize, codec: str0m::format::Codec) -> Option<str0m::media::Pt> {
+        self.clients[client]
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+    }
+
     /// The client's mid for the first m-line of `kind` it sends on.
     pub fn send_mid(&self, client: usize, kind: MediaKind) -> Option<Mid> {
         self.clients[client]

@@ -59,23 +59,12 @@ fn two_party_call(sim: &mut Sim) -> (usize, usize) {
     (alice, bob)
 }
 
-fn vp8_pt(sim: &Sim, client: usize) -> str0m::media::Pt {
-    sim.clients[client]
-        .rtc
-        .codec_config()
-        .params()
-        .iter()
-        .find(|p| p.spec().codec == Codec::Vp8)
-        .map(|p| p.pt())
-        .expect("clients offer VP8")
-}
-
 /// Sends `n` video packets from `client`, one every 10 ms, each carrying its index.
 fn send_video(sim: &mut Sim, client: usize, n: u16) {
     let mid = sim
         .send_mid(client, MediaKind::Video)
         .expect("a video send line");
-    let pt = vp8_pt(sim, client);
+    let pt = sim.pt_of(client, Codec::Vp8).expect("clients offer VP8");
     for i in 0..n {
         let mut payload = vec![0x10, (i >> 8) as u8, i as u8];
         payload.resize(600, 0xAB);
@@ -333,14 +322,7 @@ fn a_loud_audio_track_becomes_the_active_speaker_and_silence_clears_it() {
     let mid = sim
         .send_mid(alice, MediaKind::Audio)
         .expect("an audio line");
-    let pt = sim.clients[alice]
-        .rtc
-        .codec_config()
-        .params()
-        .iter()
-        .find(|p| p.spec().codec == Codec::Opus)
-        .map(|p| p.pt())
-        .expect("opus");
+    let pt = sim.pt_of(alice, Codec::Opus).expect("opus");
     sim.events.clear();
     for i in 0..100u32 {
         let now = sim.now;
