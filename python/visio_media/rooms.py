@@ -58,6 +58,8 @@ class Room:
     participants: dict[str, Participant] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     empty_task: asyncio.Task[None] | None = None
+    # Set while close_room removes the participants: no one joins a room being closed.
+    closing: bool = False
 
     def others(self, p: Participant) -> list[Participant]:
         return [q for q in self.participants.values() if q is not p]
@@ -130,6 +132,8 @@ class RoomManager:
         if token.room == "*":
             raise ForbiddenError("a token for every room ('*') cannot join a room")
         room = self.rooms.get(token.room)
+        if room is not None and room.closing:
+            raise NotFoundError(f"room {token.room!r} is closing")
         if room is None and resume is not None:
             raise NotFoundError("no session to resume")
         if room is None:
@@ -152,6 +156,8 @@ class RoomManager:
             return existing, True
         if existing is not None:
             await self._remove(existing, "replaced")
+            if room.closing or self.rooms.get(room.name) is not room:
+                raise NotFoundError(f"room {room.name!r} was closed")
         if len(room.participants) >= room.max_participants:
             raise RoomFullError(f"room {room.name!r} is full")
         p = Participant(
@@ -214,8 +220,9 @@ class RoomManager:
 
     async def close_room(self, room_name: str, reason: str = "room_closed") -> None:
         room = self._room(room_name)
-        for p in list(room.participants.values()):
-            await self._remove(p, reason)
+        room.closing = True
+        while room.participants:
+            await self._remove(next(iter(room.participants.values())), reason)
         self._forget_room(room)
 
     async def _remove(self, p: Participant, reason: str) -> None:
@@ -275,7 +282,10 @@ class RoomManager:
         self._check_publish(p, sdp, sources)
         p.holding_offers = True
         async with p.lock:
-            p.sources.update(sources)
+            # Only mids of this offer: every later offer repeats them, and sources for mids
+            # that are not in it would pile up across offers.
+            mids = {s.mid for s in media_sections(sdp) if s.mid is not None}
+            p.sources = {m: src for m, src in (p.sources | sources).items() if m in mids}
             if p.peer_id is None:
                 peer_id, answer = await self.engine.create_peer(p.room, p.identity, sdp)
                 if self._room_of(p) is None:

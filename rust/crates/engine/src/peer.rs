@@ -168,27 +168,28 @@ impl Peer {
             .collect();
         let offer = parse_offer(offer_sdp, &server_mids)?;
         if self.pending.take().is_some() {
-            for o in &mut self.outgoing {
-                o.state = match o.state {
-                    OutState::Negotiating(_) => OutState::ToOpen,
-                    OutState::NegotiatingStop(m) => OutState::ToStop(m),
-                    s => s,
-                };
-            }
+            self.requeue_offered();
         }
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
         Ok(our_sdp(&answer.to_sdp_string()))
     }
 
     /// The client's answer to our outstanding offer. Returns the tracks that became open.
+    /// A refused answer (unparsable, or rejected by str0m) withdraws our offer: its changes go
+    /// back to the queue, so the next `make_offer` offers them again.
     pub fn accept_answer(&mut self, answer_sdp: &str) -> Result<Vec<TrackId>> {
-        let answer = SdpAnswer::from_sdp_string(answer_sdp).map_err(sdp_error)?;
         let Some(pending) = self.pending.take() else {
             return Err(Error::InvalidState(
                 "no server offer is outstanding for this peer".into(),
             ));
         };
-        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        let applied = SdpAnswer::from_sdp_string(answer_sdp)
+            .map_err(sdp_error)
+            .and_then(|answer| Ok(self.rtc.sdp_api().accept_answer(pending, answer)?));
+        if let Err(e) = applied {
+            self.requeue_offered();
+            return Err(e);
+        }
         let mut opened = Vec::new();
         self.outgoing.retain_mut(|o| match o.state {
             OutState::Negotiating(m) => {
@@ -200,6 +201,18 @@ impl Peer {
             _ => true,
         });
         Ok(opened)
+    }
+
+    /// Our outstanding offer is gone (glare or a refused answer): what it carried is queued
+    /// again.
+    fn requeue_offered(&mut self) {
+        for o in &mut self.outgoing {
+            o.state = match o.state {
+                OutState::Negotiating(_) => OutState::ToOpen,
+                OutState::NegotiatingStop(m) => OutState::ToStop(m),
+                s => s,
+            };
+        }
     }
 
     /// Puts queued subscription changes into a new offer, unless one is outstanding.

@@ -172,23 +172,25 @@ impl ShardCore {
         Ok(answer)
     }
 
+    /// A refused offer still renegotiates: under glare our own offer was already withdrawn.
     pub fn apply_offer(&mut self, id: PeerId, sdp: &str, now: Instant) -> Result<String> {
-        let answer = self.with_peer(id, |p| p.accept_offer(sdp))?;
+        let answer = self.with_peer(id, |p| p.accept_offer(sdp));
         self.drain(id, now);
         self.run_work(now);
         self.renegotiate(id, now);
-        Ok(answer)
+        answer
     }
 
+    /// A refused answer withdraws our offer; its changes go out again in a fresh one.
     pub fn apply_answer(&mut self, id: PeerId, sdp: &str, now: Instant) -> Result<()> {
-        let opened = self.with_peer(id, |p| p.accept_answer(sdp))?;
+        let opened = self.with_peer(id, |p| p.accept_answer(sdp));
         self.drain(id, now);
-        for track in opened {
+        for track in opened.iter().flatten().copied() {
             self.request_keyframe(track, now);
         }
         self.run_work(now);
         self.renegotiate(id, now);
-        Ok(())
+        opened.map(|_| ())
     }
 
     pub fn subscribe(&mut self, id: PeerId, track: TrackId, now: Instant) -> Result<()> {

@@ -8,6 +8,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind};
 use str0m::rtp::RtpWrite;
 use str0m::Event;
+use visio_engine::peer::OutState;
 use visio_engine::sim::Sim;
 use visio_engine::stats::DropReason;
 use visio_engine::EngineEvent;
@@ -361,4 +362,64 @@ fn a_loud_audio_track_becomes_the_active_speaker_and_silence_clears_it() {
         "silence clears the speaker: {:?}",
         sim.events
     );
+}
+
+/// A subscriber that answers our offer with garbage gets an error, stays connected, and is
+/// offered the same changes again: the refused offer must not block renegotiation for good.
+#[test]
+fn a_garbage_answer_is_refused_and_the_offer_is_made_again() {
+    let mut sim = Sim::new();
+    let alice = sim.join("room", "alice", &[(MediaKind::Video, Direction::SendOnly)]);
+    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
+    assert!(sim.run_until(5 * SECOND, |s| s
+        .clients
+        .iter()
+        .all(|c| s.core.peer_connected(c.peer))));
+    let alice_peer = sim.clients[alice].peer;
+    let track = sim
+        .events
+        .iter()
+        .find_map(|e| match e {
+            EngineEvent::TrackPublished { peer, track, .. } if *peer == alice_peer => Some(*track),
+            _ => None,
+        })
+        .expect("alice's video is published");
+    let bob_peer = sim.clients[bob].peer;
+    sim.core
+        .subscribe(bob_peer, track, sim.now)
+        .expect("bob subscribes");
+    sim.pump();
+    let offers = |sim: &Sim| {
+        sim.events
+            .iter()
+            .filter(|e| matches!(e, EngineEvent::Offer { peer, .. } if *peer == bob_peer))
+            .count()
+    };
+    assert_eq!(offers(&sim), 1, "bob is offered alice's video");
+    sim.events
+        .retain(|e| !matches!(e, EngineEvent::Offer { .. }));
+
+    for garbage in ["not sdp at all", "v=0\r\n"] {
+        let r = sim.core.apply_answer(bob_peer, garbage, sim.now);
+        assert!(r.is_err(), "{garbage:?} is refused");
+        sim.pump();
+        assert_eq!(offers(&sim), 1, "a fresh offer follows the refused answer");
+        if garbage != "v=0\r\n" {
+            sim.events
+                .retain(|e| !matches!(e, EngineEvent::Offer { .. }));
+        }
+    }
+    assert!(sim.core.peer_connected(bob_peer), "bob's peer survives");
+    // Bob answers the last fresh offer properly: alice's video opens.
+    let opened = sim.run_until(SECOND, |s| {
+        s.core.subscription_states(bob_peer) == vec![(track, OutState::Open(mid_of(s, bob_peer)))]
+    });
+    assert!(opened, "{:?}", sim.core.subscription_states(bob_peer));
+}
+
+fn mid_of(sim: &Sim, peer: visio_engine::PeerId) -> str0m::media::Mid {
+    match sim.core.subscription_states(peer).first() {
+        Some((_, OutState::Open(m))) => *m,
+        _ => "none".into(),
+    }
 }

@@ -1,0 +1,103 @@
+"""A client must not be able to wedge its own media session or leak server state, and admin
+actions must not race joins into orphaned participants. Raw frames against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from helpers.peers import TestPeer
+from signalling.live_server import RawSocket, live_server, token, wait_until
+from visio_media.server import STATE
+
+pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.timeout(60)]
+
+
+async def joined_with_media(url: str, peer: TestPeer) -> RawSocket:
+    sock = await RawSocket.open(url)
+    reply = await sock.request({"type": "join", "token": token(peer.name)})
+    assert reply["type"] == "joined", reply
+    reply = await sock.request({"type": "offer", "sdp": await peer.make_offer()})
+    assert reply["type"] == "answer", reply
+    await peer.accept_answer(reply["sdp"])
+    return sock
+
+
+async def test_a_garbage_answer_gets_bad_sdp_and_a_fresh_offer_follows() -> None:
+    async with live_server() as server:
+        alice, bob = TestPeer("alice", video=True), TestPeer("bob", audio_hz=440.0)
+        socks: list[RawSocket] = []
+        try:
+            socks.append(await joined_with_media(server.ws_url, alice))
+            socks.append(b := await joined_with_media(server.ws_url, bob))
+            await b.recv_type("offer", within=10)
+            await b.send({"type": "answer", "sdp": "garbage", "id": "bad"})
+            # The answer is refused, and the refused offer is made again (in either order).
+            frames: dict[str, dict[str, Any]] = {}
+            while not {"error", "offer"} <= frames.keys():
+                frame = await b.recv(within=5)
+                frames.setdefault(frame["type"], frame)
+            assert frames["error"]["code"] == "bad_sdp", frames["error"]
+            offer = frames["offer"]
+            await b.send({"type": "answer", "sdp": await bob.answer_offer(offer["sdp"])})
+            assert await b.request({"type": "ping", "id": "p"}) == {"type": "pong", "ref": "p"}
+            await wait_until(lambda: bob.receiver("alice", "video") is not None, 10,
+                             what="bob receives alice's video")
+        finally:
+            for s in socks:
+                await s.close()
+            for p in (alice, bob):
+                await p.close()
+
+
+async def test_sources_of_refused_offers_do_not_accumulate() -> None:
+    async with live_server() as server:
+        sock = await RawSocket.open(server.ws_url)
+        try:
+            reply = await sock.request({"type": "join", "token": token("alice")})
+            assert reply["type"] == "joined", reply
+            for n in range(20):
+                sources = {f"m{n}-{i}": "microphone" for i in range(64)}
+                reply = await sock.request({"type": "offer", "sdp": "v=0\r\n", "sources": sources})
+                assert reply["type"] == "error", reply
+            p = server.app[STATE].rooms.rooms["r1"].participants["alice"]
+            assert len(p.sources) <= 64, len(p.sources)
+        finally:
+            await sock.close()
+
+
+async def test_a_join_racing_close_room_is_not_orphaned() -> None:
+    async with live_server() as server:
+        state = server.app[STATE]
+        alice = TestPeer("alice", audio_hz=440.0)
+        socks: list[RawSocket] = []
+        real_close = state.engine.close_peer
+
+        async def slow_close(peer_id: int) -> None:
+            await asyncio.sleep(0.5)  # widens the window in which close_room awaits
+            await real_close(peer_id)
+
+        state.engine.close_peer = slow_close  # type: ignore[method-assign]
+        try:
+            socks.append(await joined_with_media(server.ws_url, alice))
+            closing = asyncio.create_task(server.admin("DELETE", "/admin/rooms/r1"))
+            await asyncio.sleep(0.2)
+            socks.append(carol := await RawSocket.open(server.ws_url))
+            reply = await carol.request({"type": "join", "token": token("carol")})
+            status, _ = await closing
+            assert status == 200
+            rooms = state.rooms.rooms
+            in_a_room = any("carol" in r.participants for r in rooms.values())
+            if reply["type"] == "joined":
+                # Admitted: carol must be in a room the server knows, or told she left.
+                if not in_a_room:
+                    left = await carol.recv_type("left", within=2)
+                    assert left["reason"] == "room_closed", left
+            else:
+                assert reply["type"] == "error", reply
+        finally:
+            for s in socks:
+                await s.close()
+            await alice.close()
