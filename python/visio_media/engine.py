@@ -214,6 +214,8 @@ class Engine:
             return await loop.run_in_executor(None, partial(fn, *args))
         except KeyError as e:
             raise NotFoundError(str(e.args[0]) if e.args else "not found") from e
+        except RuntimeError as e:  # the engine is not running
+            raise InvalidStateError(str(e)) from e
         except _native.EngineError as e:
             raise EngineFailure(str(e)) from e
 

@@ -247,8 +247,10 @@ class RoomManager:
             peer, p.peer_id = p.peer_id, None
             try:
                 await self.engine.close_peer(peer)
-            except NotFoundError:
-                pass  # the engine already dropped it (failure)
+            except VisioError as e:
+                # Already dropped by the engine (failure), or the engine is stopping: the
+                # participant is gone from the room either way.
+                p.logger().debug("close_peer: %s", e)
         room.broadcast({"type": "participant_left", "identity": p.identity, "reason": reason})
         p.logger().info("left (%s)", reason)
         if not room.participants:
@@ -356,8 +358,11 @@ class RoomManager:
         if room is None:
             raise InvalidStateError("not in a room")
         for track_id in track_ids:
-            if room.find_track(track_id) is None:
+            found = room.find_track(track_id)
+            if found is None:
                 raise NotFoundError(f"no track {track_id}")
+            if found[0] is p:
+                raise InvalidStateError(f"track {track_id} is your own")
         if p.peer_id is None:
             raise InvalidStateError("send an offer first")
         for track_id in track_ids:

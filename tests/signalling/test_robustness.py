@@ -101,3 +101,28 @@ async def test_a_join_racing_close_room_is_not_orphaned() -> None:
             for s in socks:
                 await s.close()
             await alice.close()
+
+
+async def test_subscribing_to_ones_own_track_is_invalid_state_and_harmless() -> None:
+    async with live_server() as server:
+        alice = TestPeer("alice", audio_hz=440.0)
+        sock = await joined_with_media(server.ws_url, alice)
+        try:
+            own: list[int] = []
+
+            async def published() -> bool:
+                rooms = await server.rooms()
+                own[:] = [t["track_id"] for p in rooms["r1"]["participants"] for t in p["tracks"]]
+                return bool(own)
+
+            for _ in range(100):
+                if await published():
+                    break
+                await asyncio.sleep(0.05)
+            assert own, "alice's track is published"
+            reply = await sock.request({"type": "subscribe", "track_ids": own, "id": "s"})
+            assert (reply["type"], reply["code"], reply["ref"]) == ("error", "invalid_state", "s")
+            assert (await sock.request({"type": "ping", "id": 2}))["type"] == "pong"
+        finally:
+            await sock.close()
+            await alice.close()

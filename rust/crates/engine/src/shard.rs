@@ -344,6 +344,11 @@ impl ShardCore {
             if p.next_timeout != Some(at) {
                 continue; // stale
             }
+            // This entry is consumed: whatever deadline the drain below reports is armed anew,
+            // even one equal to this.
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.next_timeout = None;
+            }
             let r = self.with_peer(id, |p| Ok(p.rtc.handle_input(Input::Timeout(now))?));
             if r.is_ok() {
                 self.drain(id, now);
