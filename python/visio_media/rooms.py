@@ -98,6 +98,8 @@ class RoomManager:
         self._by_peer: dict[int, Participant] = {}
         # Engine events for peers whose create_peer reply has not been processed yet.
         self._early: dict[int, list[EngineEvent]] = {}
+        # Peers we closed whose last events (up to PeerClosed) may still be on their way.
+        self._retired: set[int] = set()
         # Set whenever the last participant anywhere leaves (drain waits on it).
         self._all_left = asyncio.Event()
         engine.on_event(self._on_engine_event)
@@ -244,6 +246,7 @@ class RoomManager:
         p.tracks.clear()
         if p.peer_id is not None:
             self._by_peer.pop(p.peer_id, None)
+            self._retired.add(p.peer_id)
             peer, p.peer_id = p.peer_id, None
             try:
                 await self.engine.close_peer(peer)
@@ -290,8 +293,10 @@ class RoomManager:
             p.sources = {m: src for m, src in (p.sources | sources).items() if m in mids}
             if p.peer_id is None:
                 peer_id, answer = await self.engine.create_peer(p.room, p.identity, sdp)
-                if self._room_of(p) is None:
-                    await self.engine.close_peer(peer_id)  # left while we waited
+                if self._room_of(p) is None:  # left while we waited
+                    self._early.pop(peer_id, None)
+                    self._retired.add(peer_id)
+                    await self.engine.close_peer(peer_id)
                     raise InvalidStateError("the participant left")
                 p.peer_id = peer_id
                 self._by_peer[peer_id] = p
@@ -391,13 +396,18 @@ class RoomManager:
             self._on_speakers(event)
             return
         p = self._by_peer.get(event.peer_id)
+        if p is None and event.peer_id in self._retired:
+            if isinstance(event, PeerClosed):  # its last event
+                self._retired.discard(event.peer_id)
+            return
         if p is None:
-            if not isinstance(event, PeerClosed):
-                self._early.setdefault(event.peer_id, []).append(event)
-                if len(self._early) > 10_000:  # peers that never got registered
-                    self._early.pop(next(iter(self._early)))
-            else:
-                self._early.pop(event.peer_id, None)
+            # Not registered yet (its create_peer reply is still on its way) or gone. Kept,
+            # closes included, so a peer that failed while being created is seen as failed.
+            early = self._early.setdefault(event.peer_id, [])
+            if len(early) < 256:
+                early.append(event)
+            if len(self._early) > 10_000:  # peers that never got registered
+                self._early.pop(next(iter(self._early)))
             return
         room = self._room_of(p)
         if room is None:

@@ -126,3 +126,28 @@ async def test_subscribing_to_ones_own_track_is_invalid_state_and_harmless() -> 
         finally:
             await sock.close()
             await alice.close()
+
+
+async def test_leaving_leaves_no_per_peer_bookkeeping_behind() -> None:
+    async with live_server() as server:
+        rooms = server.app[STATE].rooms
+        for round_ in range(2):
+            alice = TestPeer(f"alice{round_}", audio_hz=440.0)
+            bob = TestPeer(f"bob{round_}", video=True)
+            socks = [await joined_with_media(server.ws_url, p) for p in (alice, bob)]
+            try:
+                await wait_until(lambda: len(rooms._by_peer) == 2, 10, what="both peers")
+                for sock in socks:
+                    await sock.send({"type": "leave"})
+                    await sock.wait_closed()
+            finally:
+                for sock in socks:
+                    await sock.close()
+                await alice.close()
+                await bob.close()
+        await wait_until(
+            lambda: not rooms._by_peer and not rooms._early and not rooms._retired,
+            10,
+            what=f"empty maps: {rooms._by_peer} {rooms._early} {rooms._retired}",
+        )
+        assert rooms.participant_count() == 0
