@@ -4,6 +4,7 @@ client) and the process life cycle (start, SIGTERM drain, stop)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from visio_media.auth import AccessToken, Grants, mint_token, verify_token
 from visio_media.config import Config, effective_shards
@@ -26,6 +28,7 @@ from visio_media.errors import (
     ProtocolError,
     VisioError,
 )
+from visio_media.metrics import Metrics
 from visio_media.rooms import RoomManager
 from visio_media.signalling import Session
 from visio_media.supervise import Supervisor
@@ -56,7 +59,17 @@ class ServerState:
         )
         self.rooms = RoomManager(self.engine, config.room, self.supervisor)
         self.ready = False
+        self.metrics = Metrics(self.engine.stats_snapshot, self._control_gauges)
         self.sessions: set[asyncio.Task[Any]] = set()
+
+    def _control_gauges(self) -> dict[str, int]:
+        participants = [p for r in self.rooms.rooms.values() for p in r.participants.values()]
+        return {
+            "rooms": len(self.rooms.rooms),
+            "participants": len(participants),
+            "participants_disconnected": sum(1 for p in participants if not p.present),
+            "ready": int(self.ready and self.rooms.accepting),
+        }
 
     def verify(self, token: str) -> AccessToken:
         return verify_token(self.config.auth.secret, token)
@@ -120,11 +133,32 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     if task is not None:
         state.sessions.add(task)
     try:
-        await Session(ws, state.rooms, cfg, state.verify).run()
+        await Session(
+            ws, state.rooms, cfg, state.verify, state.metrics.join_seconds.observe
+        ).run()
     finally:
         if task is not None:
             state.sessions.discard(task)
     return ws
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format. Open on a loopback listener; elsewhere it needs the same
+    room_admin token ('*') as the admin API, so counters never leak to the public."""
+    state = request.app[STATE]
+    if not _is_loopback(state.config.server.host):
+        _admin(request, None)
+    body = state.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -254,6 +288,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/admin/rooms", list_rooms)
     app.router.add_post("/admin/rooms", create_room)
     app.router.add_get("/admin/rooms/{room}", show_room)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -173,7 +174,9 @@ class Session:
         rooms: RoomManager,
         config: SignallingConfig,
         verify: Callable[[str], AccessToken],
+        observe_join: Callable[[float], None] | None = None,
     ) -> None:
+        self.observe_join = observe_join
         self.ws = ws
         self.link = WsLink(ws)
         self.rooms = rooms
@@ -302,12 +305,15 @@ class Session:
         token_text = _field(msg, "token", str)
         resume = _field(msg, "resume", str, optional=True)
         auto = _field(msg, "auto_subscribe", bool, optional=True)
+        started = time.monotonic()
         token = self.verify(token_text)
         p, resumed = await self.rooms.join(
             token, self.link, resume=resume, auto_subscribe=True if auto is None else auto
         )
         self.participant = p
         self._reply(self.rooms.joined_message(p, resumed), ref)
+        if self.observe_join is not None:
+            self.observe_join(time.monotonic() - started)
         if resumed:
             self.rooms.resend_pending(p)
 

@@ -105,6 +105,22 @@ class LiveServer:
 
         return set(self.app[STATE].rooms.rooms)
 
+    def app_engine_stats(self) -> dict[str, Any]:
+        """The engine's own counters, read in-process."""
+        from visio_media.server import STATE
+
+        return self.app[STATE].engine.stats_snapshot()
+
+    def app_config_host(self, host: str) -> None:
+        """Makes the server believe it listens on ``host`` (for listener-dependent policy)."""
+        import dataclasses
+
+        from visio_media.server import STATE
+
+        state = self.app[STATE]
+        server = dataclasses.replace(state.config.server, host=host)
+        state.config = dataclasses.replace(state.config, server=server)
+
     async def close(self) -> None:
         await self.http.close()
         await self.runner.cleanup()

@@ -1,0 +1,96 @@
+"""Prometheus metrics: engine counters read at scrape time, plus control-plane gauges and the
+join-time histogram. One registry per server (tests run several in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# (snapshot key, metric name without _total, help)
+_COUNTERS = (
+    ("packets_in", "visio_udp_received_packets", "UDP datagrams received by the media engine."),
+    ("bytes_in", "visio_udp_received_bytes", "UDP payload bytes received by the media engine."),
+    ("packets_out", "visio_udp_sent_packets", "UDP datagrams queued for sending by the engine."),
+    ("bytes_out", "visio_udp_sent_bytes", "UDP payload bytes queued for sending by the engine."),
+    ("rtp_forwarded", "visio_rtp_forwarded_packets", "RTP packets forwarded to a subscriber."),
+    ("stun_responses", "visio_stun_responses", "STUN requests answered from a new address."),
+    ("keyframe_requests_in", "visio_keyframe_requests_received",
+     "PLI/FIR received from subscribers."),
+    ("keyframe_requests_out", "visio_keyframe_requests_sent",
+     "Keyframe requests sent to publishers (after throttling)."),
+    ("peer_panics", "visio_peer_panics", "Peers dropped because handling them panicked (bugs)."),
+    ("events_dropped", "visio_engine_events_dropped",
+     "Engine events lost because the event queue was full."),
+)
+_GAUGES = (
+    ("peers", "visio_engine_peers", "WebRTC peers held by the engine."),
+    ("rooms", "visio_engine_rooms", "Rooms with at least one peer in the engine."),
+    ("tracks", "visio_engine_tracks", "Published tracks in the engine."),
+)
+
+
+class EngineCollector(Collector):
+    """Reads `stats_snapshot()` and the room state at scrape time; nothing per packet."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        control: Callable[[], dict[str, int]],
+    ) -> None:
+        self._snapshot = snapshot
+        self._control = control
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        for key, name, doc in _COUNTERS:
+            yield CounterMetricFamily(name, doc, value=float(snap.get(key, 0)))
+        drops = CounterMetricFamily(
+            "visio_udp_dropped_packets",
+            "Datagrams dropped before reaching a peer, by reason.",
+            labels=["reason"],
+        )
+        raw_drops = snap.get("drops", {})
+        if isinstance(raw_drops, dict):
+            for reason, n in sorted(raw_drops.items()):
+                drops.add_metric([str(reason)], float(n))
+        yield drops
+        shards = snap.get("shards", [])
+        for key, name, doc in _GAUGES:
+            g = GaugeMetricFamily(name, doc, labels=["shard"])
+            if isinstance(shards, list):
+                for i, shard in enumerate(shards):
+                    g.add_metric([str(i)], float(shard.get(key, 0)))
+            yield g
+        for name, value in sorted(self._control().items()):
+            yield GaugeMetricFamily(f"visio_{name}", _CONTROL_HELP.get(name, name), value=value)
+
+
+_CONTROL_HELP = {
+    "rooms": "Rooms held by the signalling server (including empty ones awaiting timeout).",
+    "participants": "Participants in rooms, including those in their reconnect grace period.",
+    "participants_disconnected": "Participants in their reconnect grace period.",
+    "ready": "1 while the server accepts joins, 0 while starting or draining.",
+}
+
+
+class Metrics:
+    def __init__(
+        self,
+        snapshot: Callable[[], dict[str, Any]],
+        control: Callable[[], dict[str, int]],
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(EngineCollector(snapshot, control))
+        self.join_seconds = Histogram(
+            "visio_join_duration_seconds",
+            "From a join request to the `joined` reply.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
