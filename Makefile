@@ -32,7 +32,7 @@ SERVE_ARGS ?= --dev
 # libopus-dev/pkg-config/cmake/clang build the native deps. python3-venv lets Debian's python3.11
 # create venvs too; fonts-liberation gives headless Chromium readable text in screenshots.
 APT_PACKAGES := chromium libopus-dev pkg-config iproute2 util-linux cmake clang \
-                python3-venv fonts-liberation
+                python3-venv fonts-liberation prometheus
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Stamps that describe this work tree live in it (a fresh clone re-checks them); the requirements
