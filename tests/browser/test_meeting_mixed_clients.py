@@ -13,8 +13,6 @@ as a viewer.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,39 +22,14 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from netns import NetnsResult, netns_unavailable_reason, run_in_netns  # noqa: E402
-
-SCENARIO = HERE / "scenario_meeting_mixed_clients.py"
-ARTIFACTS = Path(os.environ.get("VISIO_ARTIFACTS_DIR", HERE.parent.parent / "artifacts"))
-TIMEOUT_S = 90.0  # the scenario gives up by itself after 80 s
+from meeting_scenarios import checked_result, run_scenario  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
 
-def run_scenario() -> NetnsResult:
-    reason = netns_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    res = run_in_netns([sys.executable, str(SCENARIO)], timeout=TIMEOUT_S, env=env, cwd=HERE)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "meeting_mixed_clients_result.json").write_text(
-        json.dumps(res.result, indent=2, default=repr)
-    )
-    (ARTIFACTS / "meeting_mixed_clients_stderr.txt").write_text(res.stderr)
-    return res
-
-
 @pytest.mark.timeout(120)
 def test_browsers_and_sdk_peers_see_and_hear_everyone() -> None:
-    res = run_scenario()
-    assert not res.timed_out, res.describe()
-    r = res.result
-    assert isinstance(r, dict), f"no JSON result line\n{res.describe()}"
-    print(f"timings={r.get('timings')} bots={r.get('bots')}")
-    assert not r.get("error"), f"scenario crashed: {r.get('error')}\n{r.get('traceback')}"
-    checks = r["checks"]
-    failed = {name: c["detail"] for name, c in checks.items() if not c["ok"]}
+    res = run_scenario("scenario_meeting_mixed_clients.py")
     expected = [
         "page1_sees_and_hears_three_others",
         "page2_sees_and_hears_three_others",
@@ -66,8 +39,6 @@ def test_browsers_and_sdk_peers_see_and_hear_everyone() -> None:
         "viewer_token_joins_watch_only",
         "unreachable_message",
     ]
-    missing = [name for name in expected if name not in checks]
-    assert not missing, f"checks never ran: {missing}; failed: {failed}; errors: {r['errors']}"
-    assert not failed, f"failed checks: {json.dumps(failed, indent=1, default=repr)}"
+    r = checked_result(res, expected, "bots")
     assert not r["errors"], r["errors"]
     assert res.returncode == 0, res.describe()
