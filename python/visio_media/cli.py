@@ -27,7 +27,7 @@ from typing import Any
 
 from visio_media import __version__
 from visio_media.auth import SOURCES, Grants, mint_token
-from visio_media.config import ENV_SECRET, load_config, secret_problem
+from visio_media.config import ENV_SECRET, is_loopback_host, load_config, secret_problem
 from visio_media.errors import AuthError, ConfigError
 
 __all__ = ["EXIT_FAILED", "EXIT_UNAVAILABLE", "build_parser", "main"]
@@ -450,7 +450,7 @@ def _http(
     if data is not None:
         request.add_header("Content-Type", "application/json")
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-    if _is_loopback(urllib.parse.urlsplit(url).hostname or ""):
+    if is_loopback_host(urllib.parse.urlsplit(url).hostname or ""):
         handlers.append(urllib.request.ProxyHandler({}))  # never send loopback via a proxy
     opener = urllib.request.build_opener(*handlers)
     base = url.split("/admin/", 1)[0]
@@ -507,11 +507,3 @@ def _printable(text: str, limit: int = 300) -> str:
     clean = "".join(c for c in text if not unicodedata.category(c).startswith("C"))
     return clean[:limit]
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -231,6 +231,16 @@ def load_config(
     return _validate(config, origins)
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and any loopback IP address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def effective_shards(cfg: MediaConfig) -> int:
     """The number of shard threads: ``cfg.shards``, or one per usable CPU core when it is 0."""
     if cfg.shards > 0:
@@ -496,7 +506,7 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
 
     # Addresses: who can reach what.
     if s.dev_mode:
-        host_is_loopback = s.host == "localhost" or (host_ip is not None and host_ip.is_loopback)
+        host_is_loopback = is_loopback_host(s.host)
         for key, ok in (("server.host", host_is_loopback), ("media.bind_ip", bind_ip.is_loopback)):
             if not ok:
                 raise ConfigError(

@@ -4,7 +4,6 @@ client) and the process life cycle (start, SIGTERM drain, stop)."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from visio_media.auth import AccessToken, Grants, mint_token, verify_token
-from visio_media.config import Config, effective_shards
+from visio_media.config import Config, effective_shards, is_loopback_host
 from visio_media.engine import Engine, EngineConfig
 from visio_media.errors import (
     AuthError,
@@ -146,19 +145,11 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format. Open on a loopback listener; elsewhere it needs the same
     room_admin token ('*') as the admin API, so counters never leak to the public."""
     state = request.app[STATE]
-    if not _is_loopback(state.config.server.host):
+    if not is_loopback_host(state.config.server.host):
         _admin(request, None)
     body = state.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def healthz(request: web.Request) -> web.Response:
