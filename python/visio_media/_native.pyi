@@ -1,6 +1,6 @@
 """Typed surface of the Rust extension; checked by `python -m mypy.stubtest visio_media._native`."""
 
-__all__ = ["Engine", "EngineError", "__version__"]
+__all__ = ["Engine", "EngineError", "__version__", "inspect_offer"]
 
 from typing import final
 
@@ -8,6 +8,9 @@ __version__: str
 
 class EngineError(Exception):
     """Any failure reported by the Rust engine (bad SDP, unknown peer, wrong state)."""
+
+def inspect_offer(offer_sdp: str) -> list[tuple[str, str | None, str, bool]]:
+    """The m-sections of an offer as the engine reads them: (kind, mid, direction, rejected)."""
 
 @final
 class Engine:

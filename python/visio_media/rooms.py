@@ -35,7 +35,7 @@ from visio_media.errors import (
     VisioError,
 )
 from visio_media.participants import Link, Participant, PublishedTrack
-from visio_media.sdp import media_sections
+from visio_media.sdp import MediaSection, media_sections
 from visio_media.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -284,12 +284,14 @@ class RoomManager:
     async def client_offer(self, p: Participant, sdp: str, sources: dict[str, str]) -> str:
         """Applies the client's offer and returns our answer. Server offers produced meanwhile
         are held until `release_offers`, which the caller calls once the answer is sent."""
-        self._check_publish(p, sdp, sources)
+        # The engine's own reading of the offer: the grant is checked on what it will apply.
+        sections = media_sections(sdp)
+        self._check_publish(p, sections, sources)
         p.holding_offers = True
         async with p.lock:
             # Only mids of this offer: every later offer repeats them, and sources for mids
             # that are not in it would pile up across offers.
-            mids = {s.mid for s in media_sections(sdp) if s.mid is not None}
+            mids = {s.mid for s in sections if s.mid is not None}
             p.sources = {m: src for m, src in (p.sources | sources).items() if m in mids}
             if p.peer_id is None:
                 peer_id, answer = await self.engine.create_peer(p.room, p.identity, sdp)
@@ -322,9 +324,11 @@ class RoomManager:
             p.pending_offer = None
             await self.engine.apply_answer(p.peer_id, sdp)
 
-    def _check_publish(self, p: Participant, sdp: str, sources: dict[str, str]) -> None:
+    def _check_publish(
+        self, p: Participant, sections: list[MediaSection], sources: dict[str, str]
+    ) -> None:
         grants = p.token.grants
-        for s in media_sections(sdp):
+        for s in sections:
             if not s.client_sends:
                 continue
             if s.mid is not None and s.mid in {t.mid for t in p.tracks.values()}:

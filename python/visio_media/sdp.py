@@ -1,9 +1,18 @@
-"""Just enough SDP reading to check what a client offers before the engine sees it."""
+"""A client's offer as the engine reads it, for checks made before the engine applies it.
+
+There is deliberately no SDP parser in Python: a grant checked on a second reading of the same
+bytes can be bypassed by text the two readers split differently (Unicode line separators, two
+direction attributes...). The sections come from the engine's own parser, which also refuses
+such ambiguous text outright.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
+
+from visio_media import _native
+from visio_media.errors import EngineFailure
 
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 
@@ -21,29 +30,12 @@ class MediaSection:
 
 
 def media_sections(sdp: str) -> list[MediaSection]:
-    sections: list[MediaSection] = []
-    kind: str | None = None
-    mid: str | None = None
-    direction: Direction = "sendrecv"
-    rejected = False
-
-    def close() -> None:
-        if kind is not None:
-            sections.append(MediaSection(kind, mid, direction, rejected))
-
-    for raw in sdp.splitlines():
-        line = raw.strip()
-        if line.startswith("m="):
-            close()
-            parts = line[2:].split()
-            kind = parts[0] if parts else ""
-            rejected = len(parts) > 1 and parts[1] == "0"
-            mid, direction = None, "sendrecv"
-        elif kind is None:
-            continue
-        elif line.startswith("a=mid:"):
-            mid = line[6:]
-        elif line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
-            direction = line[2:]  # type: ignore[assignment]
-    close()
-    return sections
+    """The offer's m-sections in order; :class:`EngineFailure` if the engine would refuse it."""
+    try:
+        sections = _native.inspect_offer(sdp)
+    except _native.EngineError as e:
+        raise EngineFailure(str(e)) from e
+    return [
+        MediaSection(kind, mid, cast(Direction, direction), rejected)
+        for kind, mid, direction, rejected in sections
+    ]

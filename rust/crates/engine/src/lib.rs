@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod notify;
+pub mod offer;
 pub mod peer;
 pub mod rewrite;
 pub mod room;
