@@ -91,12 +91,20 @@ class AuthConfig:
     token_ttl_seconds: int = 3600
 
 
+#: About what one received track adds to a subscriber's SDP answer (one m-line), in bytes.
+#: Until receive slots are bounded, every track of a room is a line in everyone's SDP.
+SDP_BYTES_PER_TRACK = 1200
+
+
 @dataclass(frozen=True)
 class RoomConfig:
     max_participants: int = 100
     empty_timeout_seconds: float = 300.0
     reconnect_grace_seconds: float = 20.0
     auto_create: bool = True
+    max_tracks_per_participant: int = 4
+    max_tracks_per_room: int = 40
+    vanished_timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -487,6 +495,32 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         r.reconnect_grace_seconds >= 0,
         "room.reconnect_grace_seconds",
         "must be 0 (no resume) or a positive number of seconds",
+    )
+    check(
+        r.max_tracks_per_participant >= 1,
+        "room.max_tracks_per_participant",
+        f"is {r.max_tracks_per_participant}: must be at least 1",
+    )
+    check(
+        r.max_tracks_per_room >= r.max_tracks_per_participant,
+        "room.max_tracks_per_room",
+        f"is {r.max_tracks_per_room}: must be at least room.max_tracks_per_participant "
+        f"({r.max_tracks_per_participant})",
+    )
+    # Each track of a room is a line in every other participant's SDP: their answers must fit
+    # in a signalling frame, or they are cut off (1009) as the room fills.
+    needed = r.max_tracks_per_room * SDP_BYTES_PER_TRACK + 8 * 1024
+    check(
+        needed <= g.max_message_bytes,
+        "room.max_tracks_per_room",
+        f"is {r.max_tracks_per_room}: a participant's SDP answer would reach about {needed} "
+        f"bytes, more than signalling.max_message_bytes ({g.max_message_bytes}); lower it or "
+        "raise signalling.max_message_bytes",
+    )
+    check(
+        r.vanished_timeout_seconds > 0,
+        "room.vanished_timeout_seconds",
+        "must be a positive number of seconds",
     )
 
     # [signalling]

@@ -14,6 +14,7 @@ __all__ = [
     "ProtocolError",
     "RoomFullError",
     "ShuttingDownError",
+    "TrackLimitError",
     "VisioError",
 ]
 
@@ -48,6 +49,10 @@ class EngineFailure(VisioError):
 
 class RoomFullError(InvalidStateError):
     """The room already has its maximum number of participants."""
+
+
+class TrackLimitError(InvalidStateError):
+    """Publishing this would pass the participant's or the room's track limit."""
 
 
 class ShuttingDownError(InvalidStateError):

@@ -53,6 +53,9 @@ class Participant:
     peer_id: int | None = None
     tracks: dict[int, PublishedTrack] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    # Tracks the client's last accepted offer sends (published or about to be): what counts
+    # against the track limits, before the engine reports the tracks.
+    offered_tracks: int = 0
     pending_offer: str | None = None
     # While the client's own offer is being answered, server offers wait: the client must
     # see our answer before any new offer of ours.

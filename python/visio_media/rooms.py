@@ -32,6 +32,7 @@ from visio_media.errors import (
     NotFoundError,
     RoomFullError,
     ShuttingDownError,
+    TrackLimitError,
     VisioError,
 )
 from visio_media.participants import Link, Participant, PublishedTrack
@@ -289,28 +290,41 @@ class RoomManager:
         self._check_publish(p, sections, sources)
         p.holding_offers = True
         async with p.lock:
-            # Only mids of this offer: every later offer repeats them, and sources for mids
-            # that are not in it would pile up across offers.
-            mids = {s.mid for s in sections if s.mid is not None}
-            p.sources = {m: src for m, src in (p.sources | sources).items() if m in mids}
-            if p.peer_id is None:
-                peer_id, answer = await self.engine.create_peer(p.room, p.identity, sdp)
-                if self._room_of(p) is None:  # left while we waited
-                    self._early.pop(peer_id, None)
-                    self._retired.add(peer_id)
-                    await self.engine.close_peer(peer_id)
-                    raise InvalidStateError("the participant left")
-                p.peer_id = peer_id
-                self._by_peer[peer_id] = p
-                for event in self._early.pop(peer_id, []):
-                    self._on_engine_event(event)
-                await self._subscribe_to_room(p)
-            else:
-                # Our own outstanding offer is dropped by the engine (glare); the fresh one it
-                # makes arrives while we wait and is held until our answer has gone out.
-                p.pending_offer = None
-                answer = await self.engine.apply_offer(p.peer_id, sdp)
-            return answer
+            # Checked and counted with no wait in between, before the engine is asked, so that
+            # offers racing from other participants see it; given back if the engine refuses.
+            sending = self._check_track_limits(p, sections)
+            before, p.offered_tracks = p.offered_tracks, sending
+            try:
+                return await self._apply_offer(p, sdp, sections, sources)
+            except BaseException:
+                p.offered_tracks = before
+                raise
+
+    async def _apply_offer(
+        self, p: Participant, sdp: str, sections: list[MediaSection], sources: dict[str, str]
+    ) -> str:
+        # Only mids of this offer: every later offer repeats them, and sources for mids
+        # that are not in it would pile up across offers.
+        mids = {s.mid for s in sections if s.mid is not None}
+        p.sources = {m: src for m, src in (p.sources | sources).items() if m in mids}
+        if p.peer_id is None:
+            peer_id, answer = await self.engine.create_peer(p.room, p.identity, sdp)
+            if self._room_of(p) is None:  # left while we waited
+                self._early.pop(peer_id, None)
+                self._retired.add(peer_id)
+                await self.engine.close_peer(peer_id)
+                raise InvalidStateError("the participant left")
+            p.peer_id = peer_id
+            self._by_peer[peer_id] = p
+            for event in self._early.pop(peer_id, []):
+                self._on_engine_event(event)
+            await self._subscribe_to_room(p)
+        else:
+            # Our own outstanding offer is dropped by the engine (glare); the fresh one it
+            # makes arrives while we wait and is held until our answer has gone out.
+            p.pending_offer = None
+            answer = await self.engine.apply_offer(p.peer_id, sdp)
+        return answer
 
     def release_offers(self, p: Participant) -> None:
         p.holding_offers = False
@@ -340,6 +354,39 @@ class RoomManager:
                 raise ForbiddenError(f"the token does not grant publishing {source!r}")
             if SOURCE_KINDS.get(source) not in (None, s.kind):
                 raise ForbiddenError(f"{source!r} cannot be a {s.kind} track")
+
+    def _check_track_limits(self, p: Participant, sections: list[MediaSection]) -> int:
+        """How many tracks the offer sends; TrackLimitError past a limit. Every track of a room
+        is a line in everyone else's SDP, so the room's limit is what keeps their signalling
+        frames bounded."""
+        cfg = self.config
+        # Lines the client created plus ours (one per track it receives, idle ones included):
+        # an offer larger than any this room can produce is refused before the engine parses
+        # it further.
+        most_sections = cfg.max_tracks_per_room + 2 * cfg.max_tracks_per_participant + 8
+        if len(sections) > most_sections:
+            raise TrackLimitError(
+                f"an offer may have at most {most_sections} media sections here, "
+                f"not {len(sections)}"
+            )
+        sending = sum(1 for s in sections if s.client_sends)
+        if sending > cfg.max_tracks_per_participant:
+            raise TrackLimitError(
+                f"a participant may publish at most {cfg.max_tracks_per_participant} tracks, "
+                f"the offer sends {sending}"
+            )
+        room = self._room_of(p)
+        if room is not None:
+            others = sum(
+                max(q.offered_tracks, len(q.tracks)) for q in room.participants.values()
+                if q is not p
+            )
+            if others + sending > cfg.max_tracks_per_room:
+                raise TrackLimitError(
+                    f"room {room.name!r} carries at most {cfg.max_tracks_per_room} tracks; "
+                    f"{others} are published, the offer sends {sending}"
+                )
+        return sending
 
     async def _subscribe_to_room(self, p: Participant) -> None:
         if p.peer_id is None or not p.auto_subscribe or not p.token.grants.subscribe:

@@ -26,6 +26,7 @@ from visio_media.errors import (
     ProtocolError,
     RoomFullError,
     ShuttingDownError,
+    TrackLimitError,
     VisioError,
 )
 from visio_media.participants import Participant
@@ -111,6 +112,8 @@ def error_code(e: Exception) -> str:
             return "shutting_down"
         case RoomFullError():
             return "room_full"
+        case TrackLimitError():
+            return "too_many_tracks"
         case ForbiddenError():
             return "forbidden"
         case AuthError():

@@ -508,3 +508,28 @@ def test_effective_shards() -> None:
     cores = len(os.sched_getaffinity(0))
     assert effective_shards(MediaConfig(shards=0)) == min(cores, 256)
     assert effective_shards(MediaConfig()) >= 1
+
+
+# ---- track limits (issue 6: one participant, or the room's history, cutting others off) -----
+
+
+def test_a_room_track_limit_whose_answers_cannot_fit_a_frame_is_refused(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, "[room]\nmax_tracks_per_room = 200\n")
+    assert "'room.max_tracks_per_room'" in msg
+    assert "signalling.max_message_bytes" in msg
+    # Raising the frame limit with it is the documented way out.
+    cfg = load(tmp_path, "[room]\nmax_tracks_per_room = 200\n[signalling]\n"
+               "max_message_bytes = 262144\n")
+    assert cfg.room.max_tracks_per_room == 200
+
+
+def test_track_limits_must_be_positive_and_ordered(tmp_path: Path) -> None:
+    assert "'room.max_tracks_per_participant'" in error_of(
+        tmp_path, "[room]\nmax_tracks_per_participant = 0\n"
+    )
+    assert "at least room.max_tracks_per_participant" in error_of(
+        tmp_path, "[room]\nmax_tracks_per_participant = 8\nmax_tracks_per_room = 4\n"
+    )
+    assert "'room.vanished_timeout_seconds'" in error_of(
+        tmp_path, "[room]\nvanished_timeout_seconds = 0\n"
+    )

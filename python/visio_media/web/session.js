@@ -55,10 +55,22 @@ function sdpMids(sdp) {
   return [...String(sdp || "").matchAll(/^a=mid:(\S+)/gm)].map((m) => m[1]);
 }
 
-function trackIdOf(mediaStreamTrack) {
-  // The server names every track it sends `track-<track_id>` (a=msid).
-  const m = /^track-(\d+)$/.exec(mediaStreamTrack.id || "");
-  return m ? Number(m[1]) : null;
+/** mid → {identity, trackId} for every line on which the server sends a track. The server
+ * names what a line carries in its a=msid (`<identity> track-<id>`); a line of the server may
+ * change hands (an idle line taken over by a new track), so the mid, not the receiver's
+ * MediaStreamTrack id, is the key. */
+function serverLines(sdp) {
+  const out = new Map();
+  for (const section of String(sdp || "").split(/\r?\n(?=m=)/).slice(1)) {
+    const mid = /^a=mid:(\S+)/m.exec(section);
+    const dir = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(section);
+    const msid = /^a=msid:(\S+) track-(\d+)/m.exec(section);
+    const rejected = /^m=\S+ 0 /.test(section);
+    if (mid && msid && dir && !rejected && (dir[1] === "sendonly" || dir[1] === "sendrecv")) {
+      out.set(mid[1], { identity: msid[1], trackId: Number(msid[2]) });
+    }
+  }
+  return out;
 }
 
 export class MeetingSession extends EventTarget {
@@ -214,10 +226,12 @@ export class MeetingSession extends EventTarget {
     const out = { inbound: new Map(), local: {}, transport: null, candidatePair: null };
     if (!this.pc) return out;
     const report = await this.pc.getStats();
+    // Stats name the line (mid); a line carries the track the server last put on it.
+    const trackOfMid = new Map([...this.remoteTracks].map(([id, rt]) => [rt.mid, id]));
     report.forEach((s) => {
       if (s.type === "inbound-rtp") {
-        const id = trackIdOf({ id: s.trackIdentifier });
-        if (id === null) return;
+        const id = trackOfMid.get(s.mid);
+        if (id === undefined) return;
         out.inbound.set(id, {
           kind: s.kind,
           packetsReceived: s.packetsReceived || 0,
@@ -559,23 +573,40 @@ export class MeetingSession extends EventTarget {
                     disconnected: "connecting", failed: "failed", closed: "new" };
       this._setMediaState(map[pc.connectionState] || pc.connectionState);
     });
-    pc.addEventListener("track", (ev) => {
-      const id = trackIdOf(ev.track);
-      const identity = ev.streams[0] ? ev.streams[0].id : null;
-      if (id === null || !identity) {
-        this.log(`unexpected remote track ${ev.track.id}`);
-        return;
-      }
-      this.remoteTracks.set(id, { track: ev.track, identity });
-      ev.track.addEventListener("ended", () => {
-        const cur = this.remoteTracks.get(id);
-        if (cur && cur.track === ev.track) { this.remoteTracks.delete(id); this._emit("tracks"); }
-      });
-      this.log(`receiving ${ev.track.kind} track ${id} from ${identity}`);
-      this._emit("tracks");
-    });
+    pc.addEventListener("track", () => this._syncRemoteTracks());
     this._setMediaState("connecting");
     return pc;
+  }
+
+  /** Brings `remoteTracks` in line with what the server's lines carry now (after every remote
+   * description): a line that turned inactive drops its track, a line that changed hands
+   * carries the new one. */
+  _syncRemoteTracks() {
+    const pc = this.pc;
+    const desc = pc && pc.remoteDescription;
+    if (!desc) return;
+    const lines = serverLines(desc.sdp);
+    const byMid = new Map(pc.getTransceivers().filter((t) => t.mid != null).map((t) => [t.mid, t]));
+    const wanted = new Map();
+    for (const [mid, line] of lines) {
+      const transceiver = byMid.get(mid);
+      if (transceiver && transceiver.receiver && transceiver.receiver.track) {
+        wanted.set(line.trackId, { track: transceiver.receiver.track, identity: line.identity, mid });
+      }
+    }
+    let changed = false;
+    for (const [id, rt] of this.remoteTracks) {
+      const w = wanted.get(id);
+      if (!w || w.track !== rt.track || w.mid !== rt.mid) { this.remoteTracks.delete(id); changed = true; }
+    }
+    for (const [id, w] of wanted) {
+      if (!this.remoteTracks.has(id)) {
+        this.remoteTracks.set(id, w);
+        this.log(`receiving ${w.track.kind} track ${id} from ${w.identity} (mid ${w.mid})`);
+        changed = true;
+      }
+    }
+    if (changed) this._emit("tracks");
   }
 
   _addLocal(source, track, stream) {
@@ -606,6 +637,7 @@ export class MeetingSession extends EventTarget {
         }
         const reply = await this._request({ type: "offer", sdp: pc.localDescription.sdp, sources }, "answer");
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+        this._syncRemoteTracks();
         this.log(`published ${Object.values(sources).join(", ") || "nothing"}`);
         const deferred = this._deferredOffer;
         this._deferredOffer = null;
@@ -659,6 +691,7 @@ export class MeetingSession extends EventTarget {
         return;
       }
       await pc.setRemoteDescription({ type: "offer", sdp });
+      this._syncRemoteTracks();
       await pc.setLocalDescription(await pc.createAnswer());
       await iceGatheringComplete(pc);
       this._send({ type: "answer", sdp: pc.localDescription.sdp });

@@ -25,18 +25,34 @@ use crate::sdp_text;
 use crate::stats::PeerStats;
 
 /// Where an outgoing (subscribed) track stands in the offer/answer cycle.
+///
+/// Lines are never stopped: a line whose track goes away turns `inactive` and waits, idle, for
+/// the next subscription of its kind, which takes it over (new msid, same SSRC, sequence
+/// numbers carried on). So a subscriber's SDP holds at most as many lines as it ever received
+/// tracks *at once*, never one per track it received over its history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutState {
-    /// Wanted; not yet in an offer.
+    /// Wanted; a new line in the next offer.
     ToOpen,
+    /// Wanted; this idle line of ours takes it in the next offer.
+    ToReuse(Mid),
     /// In the outstanding offer on this mid.
     Negotiating(Mid),
     /// Negotiated: media flows on this mid.
     Open(Mid),
-    /// To be removed from this mid in the next offer.
+    /// To be turned inactive on this mid in the next offer.
     ToStop(Mid),
-    /// Removal is in the outstanding offer.
+    /// Turning inactive is in the outstanding offer.
     NegotiatingStop(Mid),
+}
+
+/// A negotiated line of ours that carries nothing now (`inactive`), kept for reuse.
+#[derive(Debug)]
+pub struct IdleLine {
+    pub mid: Mid,
+    pub kind: MediaKind,
+    /// Kept so the next track on this line continues its sequence numbers and timestamps.
+    pub rewriter: Rewriter,
 }
 
 #[derive(Debug)]
@@ -91,6 +107,11 @@ pub struct Peer {
     pub published: HashMap<Mid, TrackId>,
     pub ssrc_tracks: HashMap<Ssrc, TrackId>,
     pub outgoing: Vec<OutTrack>,
+    /// Lines of ours that carry nothing now, ready for the next subscription of their kind.
+    pub idle: Vec<IdleLine>,
+    /// Our lines that changed hands: mid → the `a=msid` value they carry now (str0m keeps the
+    /// one of the line's first track).
+    pub msids: HashMap<Mid, String>,
     pub pending: Option<SdpPendingOffer>,
     pub stats: Arc<PeerStats>,
 }
@@ -147,10 +168,13 @@ impl Peer {
             published: HashMap::new(),
             ssrc_tracks: HashMap::new(),
             outgoing: Vec::new(),
+            idle: Vec::new(),
+            msids: HashMap::new(),
             pending: None,
             stats: Arc::new(PeerStats::default()),
         };
-        Ok((peer, our_sdp(&answer.to_sdp_string())))
+        let answer = peer.our_sdp(&answer.to_sdp_string());
+        Ok((peer, answer))
     }
 
     /// A client-initiated renegotiation. If our own offer is outstanding (glare) we yield:
@@ -162,17 +186,19 @@ impl Peer {
             .filter_map(|o| match o.state {
                 OutState::Open(m)
                 | OutState::Negotiating(m)
+                | OutState::ToReuse(m)
                 | OutState::ToStop(m)
                 | OutState::NegotiatingStop(m) => Some(m.to_string()),
                 OutState::ToOpen => None,
             })
+            .chain(self.idle.iter().map(|l| l.mid.to_string()))
             .collect();
         let offer = parse_offer(offer_sdp, &server_mids)?;
         if self.pending.take().is_some() {
             self.requeue_offered();
         }
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
-        Ok(our_sdp(&answer.to_sdp_string()))
+        Ok(self.our_sdp(&answer.to_sdp_string()))
     }
 
     /// The client's answer to our outstanding offer. Returns the tracks that became open.
@@ -192,13 +218,22 @@ impl Peer {
             return Err(e);
         }
         let mut opened = Vec::new();
+        let idle = &mut self.idle;
         self.outgoing.retain_mut(|o| match o.state {
             OutState::Negotiating(m) => {
                 o.state = OutState::Open(m);
                 opened.push(o.track);
                 true
             }
-            OutState::NegotiatingStop(_) => false,
+            OutState::NegotiatingStop(mid) => {
+                let clock = o.rewriter.clock_rate();
+                idle.push(IdleLine {
+                    mid,
+                    kind: o.kind.clone(),
+                    rewriter: std::mem::replace(&mut o.rewriter, Rewriter::new(clock)),
+                });
+                false
+            }
             _ => true,
         });
         Ok(opened)
@@ -209,6 +244,8 @@ impl Peer {
     fn requeue_offered(&mut self) {
         for o in &mut self.outgoing {
             o.state = match o.state {
+                // A line that existed before the offer was being reused; a new one is gone.
+                OutState::Negotiating(m) if self.rtc.media(m).is_some() => OutState::ToReuse(m),
                 OutState::Negotiating(_) => OutState::ToOpen,
                 OutState::NegotiatingStop(m) => OutState::ToStop(m),
                 s => s,
@@ -221,10 +258,12 @@ impl Peer {
         if self.pending.is_some() {
             return None;
         }
-        let wanted = self
-            .outgoing
-            .iter()
-            .any(|o| matches!(o.state, OutState::ToOpen | OutState::ToStop(_)));
+        let wanted = self.outgoing.iter().any(|o| {
+            matches!(
+                o.state,
+                OutState::ToOpen | OutState::ToReuse(_) | OutState::ToStop(_)
+            )
+        });
         if !wanted {
             return None;
         }
@@ -245,8 +284,14 @@ impl Peer {
                     );
                     o.state = OutState::Negotiating(mid);
                 }
+                OutState::ToReuse(m) => {
+                    force_direction(&mut api, m, Direction::SendOnly);
+                    self.msids
+                        .insert(m, format!("{} {}", msid_token(&o.stream_id), o.track));
+                    o.state = OutState::Negotiating(m);
+                }
                 OutState::ToStop(m) => {
-                    api.stop_media(m);
+                    force_direction(&mut api, m, Direction::Inactive);
                     o.state = OutState::NegotiatingStop(m);
                 }
                 _ => {}
@@ -254,23 +299,39 @@ impl Peer {
         }
         let (offer, pending) = api.apply()?;
         self.pending = Some(pending);
-        Some(our_sdp(&offer.to_sdp_string()))
+        Some(self.our_sdp(&offer.to_sdp_string()))
+    }
+
+    /// Our SDP as it goes out: candidates in every section, and the current msid of every
+    /// line that changed hands.
+    fn our_sdp(&self, sdp: &str) -> String {
+        let with_msids = sdp_text::replace_msids(sdp, &self.msids);
+        sdp_text::candidates_in_every_section(&with_msids)
     }
 
     pub fn subscribe(&mut self, track: TrackId, kind: MediaKind, stream_id: String) -> bool {
         if self.outgoing.iter().any(|o| o.track == track) {
             return false;
         }
-        let clock = match kind {
-            MediaKind::Audio => 48_000,
-            MediaKind::Video => 90_000,
+        let (state, rewriter) = match self.idle.iter().position(|l| l.kind == kind) {
+            Some(i) => {
+                let line = self.idle.swap_remove(i);
+                (OutState::ToReuse(line.mid), line.rewriter)
+            }
+            None => {
+                let clock = match kind {
+                    MediaKind::Audio => 48_000,
+                    MediaKind::Video => 90_000,
+                };
+                (OutState::ToOpen, Rewriter::new(clock))
+            }
         };
         self.outgoing.push(OutTrack {
             track,
             kind,
             stream_id,
-            state: OutState::ToOpen,
-            rewriter: Rewriter::new(clock),
+            state,
+            rewriter,
             pt_map: Vec::new(),
         });
         true
@@ -284,6 +345,15 @@ impl Peer {
         match self.outgoing[i].state {
             OutState::ToOpen => {
                 self.outgoing.remove(i);
+            }
+            OutState::ToReuse(mid) => {
+                // Never offered: the line goes back to the idle ones as it was.
+                let o = self.outgoing.remove(i);
+                self.idle.push(IdleLine {
+                    mid,
+                    kind: o.kind,
+                    rewriter: o.rewriter,
+                });
             }
             OutState::Open(m) | OutState::Negotiating(m) => {
                 // A mid still in our outstanding offer is stopped in the next one.
@@ -371,8 +441,37 @@ impl Peer {
     }
 }
 
-fn our_sdp(sdp: &str) -> String {
-    sdp_text::candidates_in_every_section(sdp)
+/// Sets `mid`'s direction so that the next offer carries it, even if str0m's session already
+/// has it (a withdrawn offer — glare, a refused answer — leaves the session's direction
+/// changed but the change unannounced; str0m only offers *changes*).
+fn force_direction(api: &mut str0m::change::SdpApi<'_>, mid: Mid, dir: Direction) {
+    let other = if dir == Direction::Inactive {
+        Direction::SendOnly
+    } else {
+        Direction::Inactive
+    };
+    api.set_direction(mid, dir);
+    if !api.has_changes() {
+        api.set_direction(mid, other);
+        api.set_direction(mid, dir);
+    }
+}
+
+/// The stream part of an msid as str0m writes it (RFC 8830 token characters, at most 64).
+fn msid_token(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            let u = *c as u32;
+            u == 0x21
+                || (0x23..=0x27).contains(&u)
+                || (0x2a..=0x2b).contains(&u)
+                || (0x2d..=0x2e).contains(&u)
+                || (0x30..=0x39).contains(&u)
+                || (0x41..=0x5a).contains(&u)
+                || (0x5e..0x7e).contains(&u)
+        })
+        .take(64)
+        .collect()
 }
 
 fn same_codec(a: &CodecSpec, b: &CodecSpec) -> bool {

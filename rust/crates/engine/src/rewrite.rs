@@ -31,6 +31,10 @@ impl Rewriter {
         }
     }
 
+    pub fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
     /// Maps an incoming (extended sequence number, RTP timestamp) of `source` to the
     /// outgoing pair. `now` is the arrival time, used to size the timestamp gap on a switch.
     pub fn map(&mut self, source: u32, seq: u64, ts: u32, now: Instant) -> (u64, u32) {

@@ -43,6 +43,8 @@ pub struct Sim {
     /// When false, client datagrams are held in `uplink` instead of reaching the shard.
     pub deliver_uplink: bool,
     pub uplink: Vec<(usize, Vec<u8>)>,
+    /// Every server offer answered by `answer_offers`, in order.
+    pub offers: Vec<(PeerId, String)>,
     next_peer: u64,
 }
 
@@ -73,6 +75,7 @@ impl Sim {
             loss: None,
             deliver_uplink: true,
             uplink: Vec::new(),
+            offers: Vec::new(),
             next_peer: 1,
         }
     }
@@ -217,6 +220,7 @@ impl Sim {
             }
             self.events
                 .retain(|e| !matches!(e, EngineEvent::Offer { .. }));
+            self.offers.extend(offers.iter().cloned());
             for (peer, sdp) in offers {
                 let Some(c) = self.clients.iter_mut().find(|c| c.peer == peer) else {
                     continue;

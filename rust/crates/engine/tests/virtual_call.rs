@@ -423,3 +423,95 @@ fn mid_of(sim: &Sim, peer: visio_engine::PeerId) -> str0m::media::Mid {
         _ => "none".into(),
     }
 }
+
+/// Issue 6, defect 2: every publisher who came and went used to leave a stopped m-line in
+/// everyone's SDP for ever; after ~27 of them a participant's answer passed the signalling
+/// frame limit. Lines now turn inactive and the next track of their kind takes them over.
+#[test]
+fn a_subscribers_sdp_does_not_grow_with_publishers_who_came_and_went() {
+    let mut sim = Sim::new();
+    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
+    let bob_peer = sim.clients[bob].peer;
+    let mut publisher = 0;
+    for round in 0..30 {
+        publisher = sim.join(
+            "room",
+            &format!("pub{round}"),
+            &[
+                (MediaKind::Audio, Direction::SendOnly),
+                (MediaKind::Video, Direction::SendOnly),
+            ],
+        );
+        let pub_peer = sim.clients[publisher].peer;
+        assert!(
+            sim.run_until(5 * SECOND, |s| s.core.peer_connected(pub_peer)
+                && s.core.peer_connected(bob_peer))
+        );
+        let tracks: Vec<_> = sim
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::TrackPublished { peer, track, .. } if *peer == pub_peer => {
+                    Some(*track)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tracks.len(), 2, "round {round}");
+        for t in &tracks {
+            sim.core
+                .subscribe(bob_peer, *t, sim.now)
+                .expect("bob subscribes");
+        }
+        assert!(sim.run_until(SECOND, |s| {
+            let states = s.core.subscription_states(bob_peer);
+            states.len() == 2 && states.iter().all(|(_, st)| matches!(st, OutState::Open(_)))
+        }));
+        if round == 29 {
+            break;
+        }
+        sim.core
+            .close_peer(pub_peer, sim.now)
+            .expect("the publisher leaves");
+        assert!(sim.run_until(SECOND, |s| s.core.subscription_states(bob_peer).is_empty()));
+    }
+    let lines_in = |sdp: &str| sdp.matches("\nm=").count();
+    let (_, last) = sim
+        .offers
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == bob_peer)
+        .expect("bob got offers");
+    // Bob's own line, one audio and one video line of ours: whoever came before.
+    assert_eq!(lines_in(last), 3, "{last}");
+    let longest = sim
+        .offers
+        .iter()
+        .filter(|(p, _)| *p == bob_peer)
+        .map(|(_, s)| s.len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest < 8 * 1024,
+        "bob's offers stay small: {longest} bytes"
+    );
+    assert!(
+        !last.contains("m=video 0 ") && !last.contains("m=audio 0 "),
+        "no stopped lines pile up: {last}"
+    );
+    // The last publisher's video reaches bob on the reused line, under its own msid.
+    let tracks = sim.core.subscription_states(bob_peer);
+    assert!(
+        last.contains(&format!("a=msid:pub29 {}", tracks[1].0))
+            || last.contains(&format!("a=msid:pub29 {}", tracks[0].0)),
+        "{last}"
+    );
+    send_video(&mut sim, publisher, 50);
+    sim.run_until(SECOND, |_| false);
+    let (indices, _) = received_video(&sim, bob);
+    assert!(
+        indices.len() >= 45,
+        "bob receives pub29's video: {}",
+        indices.len()
+    );
+}
