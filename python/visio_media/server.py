@@ -74,6 +74,24 @@ class ServerState:
         return verify_token(self.config.auth.secret, token)
 
 
+class SignallingSocket(web.WebSocketResponse):
+    """The server side of a signalling WebSocket, with aiohttp's heartbeat (ping after 20 s of
+    silence, closed if no pong within 10 s) stopped for good once the socket is closed.
+
+    aiohttp 3.14 re-arms the heartbeat from its data-received callback even after the socket
+    has closed: the client's close frame, arriving after our own, schedules a new 20 s timer
+    (and that one a 10 s pong timer). Each timer holds the whole connection (request,
+    protocol, transport, parser buffers: ~9 KB), so every join/leave kept its memory for
+    ~30 s and a fast churn of connections grew the heap by (connections per 30 s) x 9 KB.
+    ``_reset_heartbeat`` is aiohttp's private hook: should it be renamed, this override goes
+    dead and tests/security/test_join_leave_memory.py fails.
+    """
+
+    def _reset_heartbeat(self) -> None:
+        if not self.closed:
+            super()._reset_heartbeat()
+
+
 def _json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
@@ -126,7 +144,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     cfg = state.config.signalling
     # aiohttp refuses a message whose size reaches max_msg_size; ours is the largest allowed.
-    ws = web.WebSocketResponse(max_msg_size=cfg.max_message_bytes + 1, heartbeat=20.0)
+    ws = SignallingSocket(max_msg_size=cfg.max_message_bytes + 1, heartbeat=20.0)
     await ws.prepare(request)
     task = asyncio.current_task()
     if task is not None:
