@@ -4,6 +4,7 @@ client) and the process life cycle (start, SIGTERM drain, stop)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -78,7 +79,9 @@ def _json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def _admin(request: web.Request, room: str | None) -> AccessToken:
+def _admin_token(request: web.Request) -> AccessToken:
+    """The caller's bearer token, verified and holding room_admin; checked before anything of
+    the request (its body) is read."""
     state = request.app[STATE]
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
@@ -86,10 +89,19 @@ def _admin(request: web.Request, room: str | None) -> AccessToken:
     token = state.verify(header[7:].strip())
     if not token.grants.room_admin:
         raise ForbiddenError("the token does not grant room_admin")
+    return token
+
+
+def _admin_scope(token: AccessToken, room: str | None) -> None:
     if room is not None and not token.allows_room(room):
         raise ForbiddenError("the token does not grant this room")
     if room is None and token.room != "*":
         raise ForbiddenError("listing rooms needs a token for room '*'")
+
+
+def _admin(request: web.Request, room: str | None) -> AccessToken:
+    token = _admin_token(request)
+    _admin_scope(token, room)
     return token
 
 
@@ -113,9 +125,15 @@ async def errors_middleware(
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; anything else is a ProtocolError (400)."""
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError) as e:
+        text = await request.text()
+    except (UnicodeDecodeError, LookupError) as e:  # bad bytes, or an unknown charset
+        raise ProtocolError("the body must be UTF-8 JSON") from e
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        # RecursionError: nesting deeper than the parser's stack (a hostile body).
         raise ProtocolError("the body must be JSON") from e
     if not isinstance(body, dict):
         raise ProtocolError("the body must be a JSON object")
@@ -179,11 +197,12 @@ async def show_room(request: web.Request) -> web.Response:
 
 
 async def create_room(request: web.Request) -> web.Response:
+    token = _admin_token(request)
     body = await _body(request)
     name = body.get("name")
     if not isinstance(name, str) or not ROOM_RE.match(name):
         raise ProtocolError("name must be 1-64 letters, digits, '.', '-' or '_'")
-    _admin(request, name)
+    _admin_scope(token, name)
     limit = body.get("max_participants")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ProtocolError("max_participants must be a positive integer")

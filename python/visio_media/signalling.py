@@ -234,7 +234,8 @@ class Session:
         try:
             try:
                 msg = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # RecursionError: nesting deeper than the parser's stack (a hostile frame).
                 self._error("bad_json", "not JSON", None)
                 return
             if not isinstance(msg, dict):
