@@ -72,6 +72,11 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7880  # 0 = any free port (tests)
     dev_mode: bool = False
+    # A connection must send a complete request head this soon after it opens (or after its
+    # previous response); a slow or silent one is closed.
+    header_timeout_seconds: float = 10.0
+    # HTTP connections without a request in progress; past it the oldest is closed.
+    max_pending_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ class RoomConfig:
 class SignallingConfig:
     max_message_bytes: int = 65536
     handshake_timeout_seconds: float = 10.0
+    # WebSockets upgraded but not joined yet; past it the oldest is closed (1013).
+    max_unjoined: int = 1000
 
 
 @dataclass(frozen=True)
@@ -420,6 +427,16 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         "must be an IP address (e.g. 127.0.0.1, ::1, 0.0.0.0) or 'localhost'",
     )
     check(0 <= s.port <= 65535, "server.port", f"is {s.port}: must be 0–65535 (0 = any free port)")
+    check(
+        0 < s.header_timeout_seconds <= 3600,
+        "server.header_timeout_seconds",
+        "must be a positive number of seconds, at most 3600",
+    )
+    check(
+        s.max_pending_connections >= 1,
+        "server.max_pending_connections",
+        f"is {s.max_pending_connections}: must be at least 1",
+    )
 
     # [media]
     check(
@@ -499,6 +516,11 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         g.handshake_timeout_seconds > 0,
         "signalling.handshake_timeout_seconds",
         "must be a positive number of seconds",
+    )
+    check(
+        g.max_unjoined >= 1,
+        "signalling.max_unjoined",
+        f"is {g.max_unjoined}: must be at least 1",
     )
 
     # [drain]

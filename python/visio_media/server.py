@@ -28,9 +28,17 @@ from visio_media.errors import (
     ProtocolError,
     VisioError,
 )
+from visio_media.listener import (
+    ConnectionGuard,
+    GuardedSite,
+    fd_share,
+    guard_middleware,
+    handler_args,
+    raise_fd_limit,
+)
 from visio_media.metrics import Metrics
 from visio_media.rooms import RoomManager
-from visio_media.signalling import Session
+from visio_media.signalling import Lobby, Session
 from visio_media.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,9 @@ class ServerState:
         self.ready = False
         self.metrics = Metrics(self.engine.stats_snapshot, self._control_gauges)
         self.sessions: set[asyncio.Task[Any]] = set()
+        # Caps on what unauthenticated clients may hold, within a share of the fd limit.
+        self.connections = ConnectionGuard(fd_share(config.server.max_pending_connections))
+        self.lobby = Lobby(fd_share(config.signalling.max_unjoined))
 
     def _control_gauges(self) -> dict[str, int]:
         participants = [p for r in self.rooms.rooms.values() for p in r.participants.values()]
@@ -151,7 +162,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         state.sessions.add(task)
     try:
         await Session(
-            ws, state.rooms, cfg, state.verify, state.metrics.join_seconds.observe
+            ws, state.rooms, cfg, state.verify, state.metrics.join_seconds.observe, state.lobby
         ).run()
     finally:
         if task is not None:
@@ -292,8 +303,13 @@ async def _on_cleanup(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=256 * 1024)
-    app[STATE] = ServerState(config)
+    state = ServerState(config)
+    app = web.Application(
+        middlewares=[guard_middleware(state.connections), errors_middleware],
+        client_max_size=256 * 1024,
+        handler_args=handler_args(config.server.header_timeout_seconds),
+    )
+    app[STATE] = state
     app.router.add_get("/", index)
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
@@ -320,12 +336,19 @@ def create_app(config: Config) -> web.Application:
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     """Runs until SIGTERM/SIGINT (or `stop`), then drains: readyz 503, no new joins, clients
     warned, rooms given `drain.deadline_seconds`, then everyone is told and the engine stops."""
+    before, now, hard = raise_fd_limit()
     app = create_app(config)
     state = app[STATE]
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    log.info(
+        "open files limit %d%s (hard limit %d); at most %d idle HTTP connections "
+        "and %d WebSockets waiting to join",
+        now,
+        f", raised from {before}" if now != before else "",
+        hard,
+        state.connections.limit,
+        state.lobby.limit,
+    )
+    runner = await start_listener(app, config.server.host, config.server.port)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     signals = 0
@@ -357,6 +380,15 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     log.info("stopped")
 
 
+async def start_listener(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Sets ``app`` up and listens on host:port through the connection guard."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = GuardedSite(runner, host, port, app[STATE].connections)
+    await site.start()
+    return runner
+
+
 def _bound(runner: web.AppRunner) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for site in runner.sites:
@@ -382,4 +414,4 @@ def run(config: Config) -> int:
     return 0
 
 
-__all__ = ["STATE", "ServerState", "create_app", "run", "serve"]
+__all__ = ["STATE", "ServerState", "create_app", "run", "serve", "start_listener"]
