@@ -45,8 +45,11 @@ __all__ = [
     "ServerConfig",
     "SignallingConfig",
     "effective_shards",
+    "is_loopback_host",
     "load_config",
+    "normalize_origin",
     "secret_problem",
+    "split_host_port",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,9 @@ class ServerConfig:
     header_timeout_seconds: float = 10.0
     # HTTP connections without a request in progress; past it the oldest is closed.
     max_pending_connections: int = 1000
+    # Browser origins ("https://host[:port]", or "*") allowed to open /ws besides the server's
+    # own (same host:port as the request's Host). Requests without Origin are always allowed.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,46 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def split_host_port(text: str) -> tuple[str, int | None] | None:
+    """``host[:port]`` (a Host header, an origin's authority) as (lowercased host, port or None);
+    IPv6 hosts are bracketed: ``[::1]:7880``. None if it is not of that shape."""
+    text = text.strip().lower()
+    port_text = ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port_text = rest[1:]
+    else:
+        host, sep, port_text = text.partition(":")
+        if sep and not port_text:
+            return None
+    if not host or any(c in host for c in "/?#@ \t"):
+        return None
+    if port_text:
+        if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            return None
+        return host, int(port_text)
+    return host, None
+
+
+def normalize_origin(origin: str) -> tuple[str, str, int] | None:
+    """A browser ``Origin`` (``scheme://host[:port]``) as (scheme, host, port) with the default
+    port filled in; None for anything else (``null``, a path, another scheme)."""
+    scheme, sep, authority = origin.strip().lower().partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    parsed = split_host_port(authority)
+    if parsed is None:
+        return None
+    host, port = parsed
+    return scheme, host, port if port is not None else (443 if scheme == "https" else 80)
+
+
 def effective_shards(cfg: MediaConfig) -> int:
     """The number of shard threads: ``cfg.shards``, or one per usable CPU core when it is 0."""
     if cfg.shards > 0:
@@ -371,6 +417,10 @@ def _coerce(dotted: str, value: object, hint: Any, origin: str) -> object:
         if isinstance(value, str):
             return value
         expected = "a string"
+    elif hint == tuple[str, ...]:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        expected = "an array of strings"
     else:  # pragma: no cover - a field type this loader does not know
         raise TypeError(f"unsupported config field type {hint!r} for {dotted}")
     raise ConfigError(
@@ -432,6 +482,14 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         "server.header_timeout_seconds",
         "must be a positive number of seconds, at most 3600",
     )
+    for origin in s.allowed_origins:
+        check(
+            origin == "*" or normalize_origin(origin) is not None,
+            "server.allowed_origins",
+            f"has {origin[:100]!r}: each entry must be an origin, http:// or https:// and a "
+            "host with an optional port and nothing after it (e.g. 'https://meet.example.com'), "
+            "or '*' for any",
+        )
     check(
         s.max_pending_connections >= 1,
         "server.max_pending_connections",

@@ -18,7 +18,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from visio_media.auth import AccessToken, Grants, mint_token, verify_token
-from visio_media.config import Config, effective_shards, is_loopback_host
+from visio_media.config import (
+    Config,
+    effective_shards,
+    is_loopback_host,
+    normalize_origin,
+    split_host_port,
+)
 from visio_media.engine import Engine, EngineConfig
 from visio_media.errors import (
     AuthError,
@@ -116,6 +122,53 @@ def _admin(request: web.Request, room: str | None) -> AccessToken:
     return token
 
 
+class HostNotAllowed(ForbiddenError):
+    pass
+
+
+def _loopback_host_header(request: web.Request) -> bool:
+    """True when the request's Host names this machine's loopback (localhost, 127.0.0.0/8,
+    [::1]; any port). A page on a rebound DNS name carries its own name here."""
+    parsed = split_host_port(request.headers.get("Host", ""))
+    return parsed is not None and is_loopback_host(parsed[0])
+
+
+def _require_loopback_host(request: web.Request, what: str) -> None:
+    if not _loopback_host_header(request):
+        raise HostNotAllowed(
+            f"{what} answers only requests addressed to localhost, 127.0.0.1 or [::1] "
+            "(the Host header names another host)"
+        )
+
+
+def _origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser), the request's own host:port (same origin), or a listed one."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if "*" in allowed:
+        return True
+    parsed = normalize_origin(origin)
+    if parsed is None:
+        return False
+    if any(normalize_origin(a) == parsed for a in allowed):
+        return True
+    scheme, host, port = parsed
+    own = split_host_port(request.headers.get("Host", ""))
+    if own is None:
+        return False
+    own_host, own_port = own
+    # Behind a TLS proxy the server cannot see its scheme: the Host's port defaults to the
+    # origin's, and the origin's scheme must be the one the request came over (or https when a
+    # proxy terminated TLS and said so).
+    if own_port is None:
+        own_port = port
+    return own_host == host and own_port == port and scheme in (
+        request.scheme,
+        request.headers.get("X-Forwarded-Proto", request.scheme).lower(),
+    )
+
+
 @web.middleware
 async def errors_middleware(
     request: web.Request, handler: Any
@@ -123,6 +176,8 @@ async def errors_middleware(
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except HostNotAllowed as e:
+        return _json_error(403, "host_not_allowed", str(e))
     except ForbiddenError as e:
         return _json_error(403, "forbidden", str(e))
     except AuthError as e:
@@ -154,6 +209,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     cfg = state.config.signalling
+    if not _origin_allowed(request, state.config.server.allowed_origins):
+        return _json_error(
+            403,
+            "origin_not_allowed",
+            "this page's origin may not open signalling connections here: the Origin header "
+            "must be the server's own address or one of server.allowed_origins",
+        )
     # aiohttp refuses a message whose size reaches max_msg_size; ours is the largest allowed.
     ws = web.WebSocketResponse(max_msg_size=cfg.max_message_bytes + 1, heartbeat=20.0)
     await ws.prepare(request)
@@ -174,8 +236,10 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format. Open on a loopback listener; elsewhere it needs the same
     room_admin token ('*') as the admin API, so counters never leak to the public."""
     state = request.app[STATE]
-    if not is_loopback_host(state.config.server.host):
+    if not is_loopback_host(state.config.server.host) or "Authorization" in request.headers:
         _admin(request, None)
+    else:
+        _require_loopback_host(request, "/metrics without credentials")
     body = state.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -254,6 +318,7 @@ async def mute_track(request: web.Request) -> web.Response:
 async def dev_token(request: web.Request) -> web.Response:
     """Dev mode only: a join token for the browser client's join screen."""
     state = request.app[STATE]
+    _require_loopback_host(request, "dev mode's token endpoint")
     body = await _body(request)
     room, name = body.get("room"), body.get("name")
     if not isinstance(room, str) or not ROOM_RE.match(room):
