@@ -10,7 +10,8 @@ where it came from. Secrets are never echoed in messages.
 
 Dev mode (``--dev`` or ``server.dev_mode``) is for a laptop: listeners must be on loopback, and a
 missing or weak secret is replaced by a freshly generated one. Outside dev mode a missing,
-well-known or short (< 32 bytes) secret refuses to start.
+well-known, short (< 32 bytes) or patterned (estimated < 128 random bits: repeats, runs,
+common words) secret refuses to start.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "ENV_HOST",
     "ENV_PORT",
     "ENV_SECRET",
+    "MIN_SECRET_BITS",
     "MIN_SECRET_BYTES",
     "SAMPLE_SECRET_PLACEHOLDER",
     "AuthConfig",
@@ -45,6 +47,7 @@ __all__ = [
     "ServerConfig",
     "SignallingConfig",
     "effective_shards",
+    "estimate_secret_bits",
     "is_loopback_host",
     "load_config",
     "normalize_origin",
@@ -191,6 +194,45 @@ _PLACEHOLDER_FRAGMENTS = ("changeme", "placeholder", "replaceme", "yoursecret")
 # A key of at least 32 bytes that uses fewer distinct characters than this is not random.
 _MIN_DISTINCT_CHARS = 8
 
+#: A secret whose estimated randomness is below this many bits is refused: a token is an offline
+#: oracle for its key (anyone holding one can try keys at GPU speed), so a key must resist that.
+MIN_SECRET_BITS = 128
+
+# Words people build secrets from (lowercase), for the estimate below: a secret made of these
+# costs an attacker a guess per word, not one per letter.
+_COMMON_WORDS = frozenset(
+    """
+    password passwd pass secret secrets key keys token tokens jwt hmac sign signing admin root
+    user login letmein welcome hello master shadow dragon monkey sunshine princess football
+    baseball superman batman iloveyou trustno1 freedom whatever qwerty azerty changeme change
+    default test testing tester demo example sample dev devel develop development prod
+    production staging stage local localhost server servers service api app application web
+    visio media meeting meet video audio call conference room rooms stream live my your our
+    the this that and for with super mega ultra strong long random very safe secure security
+    private public company corp internal system config settings abc xyz foo bar baz qux spam
+    eggs love god sex money summer winter spring autumn fall monday friday january december
+    hunter charlie michael jordan thomas robert daniel jessica ashley pepper ginger tigger
+    cookie cheese chocolate coffee computer internet google apple microsoft linux windows
+    access guest temp temporary new old first last one two three four five six seven eight
+    nine ten hundred thousand million year day night black white red blue green orange purple
+    """.split()
+)
+_KEYBOARD_ROWS = (
+    "`1234567890-=",
+    "qwertyuiop[]\\",
+    "asdfghjkl;'",
+    "zxcvbnm,./",
+    "~!@#$%^&*()_+",
+    "azertyuiop",
+    "qwertzuiop",
+    "yxcvbnm",
+    "abcdefghijklmnopqrstuvwxyz",
+    "0123456789",
+    # Keyboard columns (US layout): "1qaz2wsx..."
+    "1qaz", "2wsx", "3edc", "4rfv", "5tgb", "6yhn", "7ujm", "8ik,", "9ol.", "0p;/",
+)
+_LEET = str.maketrans("0134578@$!|+", "oieastbasilt")
+
 _HOW_TO_SET_SECRET = (
     f"set the {ENV_SECRET} environment variable (or `secret` in the [auth] section of the "
     f"config file) to a random string of at least {MIN_SECRET_BYTES} bytes, e.g. the output of "
@@ -324,7 +366,98 @@ def secret_problem(secret: str) -> str | None:
         return f"the secret is {size} bytes long, shorter than the {MIN_SECRET_BYTES} required"
     if len(set(secret)) < _MIN_DISTINCT_CHARS:
         return "the secret is too repetitive to be random"
+    bits, patterns = estimate_secret_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        found = ", ".join(patterns) if patterns else "too few random characters"
+        return (
+            f"the secret is patterned ({found}): about {bits:.0f} bits of randomness by our "
+            f"estimate, {MIN_SECRET_BITS} needed; a key must be random, not made up"
+        )
     return None
+
+
+def estimate_secret_bits(secret: str) -> tuple[float, list[str]]:
+    """How many guesses (log2) it takes to find ``secret`` for an attacker who tries patterns
+    first, and the patterns the cheapest explanation used.
+
+    The secret is explained, left to right, as the cheapest chain of pieces: a random character
+    (log2 of the alphabet its character classes span), a common word (plain, capitalised or in
+    leet speak), a run along the alphabet, digits or a keyboard row (``abcd``, ``4321``,
+    ``qwerty``), or a copy of text seen earlier (periodic repeats such as ``abcdabcd``). Real
+    random keys cost about their full length in random characters; made-up ones much less.
+    """
+    secret = secret[:256]  # enough to judge; keeps the estimate cheap on huge input
+    n = len(secret)
+    if n == 0:
+        return 0.0, []
+    alphabet = 0
+    classes = (
+        (str.islower, 26),
+        (str.isupper, 26),
+        (str.isdigit, 10),
+        (lambda c: c.isascii() and not c.isalnum(), 33),
+    )
+    for test, size in classes:
+        if any(c.isascii() and test(c) for c in secret):
+            alphabet += size
+    if any(not c.isascii() for c in secret):
+        alphabet += 100
+    char_bits = math.log2(max(alphabet, 2))
+    word_bits = math.log2(len(_COMMON_WORDS))
+    run_bits = math.log2(95) + 1.0  # where it starts, which direction
+    lower = secret.lower()
+    unleet = lower.translate(_LEET)
+
+    inf = float("inf")
+    best: list[float] = [0.0] + [inf] * n
+    how: list[str] = [""] * (n + 1)
+    prev: list[int] = [0] * (n + 1)
+    def offer(i: int, j: int, cost: float, kind: str) -> None:
+        if best[i] + cost < best[j]:
+            best[j] = best[i] + cost
+            how[j] = kind
+            prev[j] = i
+
+    for i in range(n):
+        offer(i, i + 1, char_bits, "")
+        for j in range(i + 3, min(n, i + 16) + 1):
+            piece = lower[i:j]
+            if piece in _COMMON_WORDS:
+                offer(i, j, word_bits + (0.0 if secret[i:j].islower() else 1.0), "common words")
+            elif unleet[i:j] in _COMMON_WORDS:
+                offer(i, j, word_bits + 2.0, "common words")
+        # Runs: a constant step of ±1 in code points, or along a keyboard row.
+        j = i + 1
+        while j < n and abs(ord(lower[j]) - ord(lower[j - 1])) == 1 and (
+            j == i + 1 or ord(lower[j]) - ord(lower[j - 1]) == ord(lower[i + 1]) - ord(lower[i])
+        ):
+            j += 1
+        if j - i >= 3:
+            offer(i, j, run_bits + math.log2(j - i), "alphabet or digit runs")
+        for row in _KEYBOARD_ROWS if i + 3 <= n else ():
+            for line in (row, row[::-1]):
+                k = line.find(lower[i : i + 3])
+                if k < 0:
+                    continue
+                m = 3
+                while i + m < n and k + m < len(line) and lower[i + m] == line[k + m]:
+                    m += 1
+                offer(i, i + m, run_bits + math.log2(m), "keyboard runs")
+        # Copies of earlier text (LZ77-like): offset and length are all an attacker guesses.
+        for start in range(i):
+            m = 0
+            while i + m < n and secret[start + m] == secret[i + m]:
+                m += 1
+            if m >= 3:
+                offer(i, i + m, math.log2(i) + math.log2(m) + 1.0, "repeats")
+    patterns: list[str] = []
+    j = n
+    while j > 0:
+        kind = how[j]
+        if kind and kind not in patterns:
+            patterns.append(kind)
+        j = prev[j]
+    return best[n], sorted(patterns)
 
 
 # ---- reading --------------------------------------------------------------------------------
