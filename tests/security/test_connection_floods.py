@@ -39,7 +39,7 @@ from signalling.live_server import (
     token,
 )
 
-pytestmark = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.timeout(120)]  # async tests run in asyncio auto mode
 
 log = logging.getLogger(__name__)
 
@@ -398,3 +398,24 @@ async def test_oldest_unjoined_websocket_is_closed_with_1013_for_a_new_one() -> 
         finally:
             for s in (*socks, real):
                 await s.close()
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("server.header_timeout_seconds", 0),
+        ("server.header_timeout_seconds", -1.0),
+        ("server.header_timeout_seconds", 7200),
+        ("server.header_timeout_seconds", "10"),
+        ("server.max_pending_connections", 0),
+        ("server.max_pending_connections", 1.5),
+        ("signalling.max_unjoined", 0),
+        ("signalling.max_unjoined", True),
+    ],
+)
+def test_bad_flood_limits_are_refused_naming_the_key(key: str, value: object) -> None:
+    from visio_media.config import load_config
+    from visio_media.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(None, env={}, dev=True, overrides={key: value})
