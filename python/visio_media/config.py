@@ -10,7 +10,8 @@ where it came from. Secrets are never echoed in messages.
 
 Dev mode (``--dev`` or ``server.dev_mode``) is for a laptop: listeners must be on loopback, and a
 missing or weak secret is replaced by a freshly generated one. Outside dev mode a missing,
-well-known or short (< 32 bytes) secret refuses to start.
+well-known, short (< 32 bytes) or patterned (estimated < 128 random bits: repeats, runs,
+common words) secret refuses to start.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "ENV_HOST",
     "ENV_PORT",
     "ENV_SECRET",
+    "MIN_SECRET_BITS",
     "MIN_SECRET_BYTES",
     "SAMPLE_SECRET_PLACEHOLDER",
     "AuthConfig",
@@ -45,8 +47,12 @@ __all__ = [
     "ServerConfig",
     "SignallingConfig",
     "effective_shards",
+    "estimate_secret_bits",
+    "is_loopback_host",
     "load_config",
+    "normalize_origin",
     "secret_problem",
+    "split_host_port",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,14 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7880  # 0 = any free port (tests)
     dev_mode: bool = False
+    # A connection must send a complete request head this soon after it opens (or after its
+    # previous response); a slow or silent one is closed.
+    header_timeout_seconds: float = 10.0
+    # HTTP connections without a request in progress; past it the oldest is closed.
+    max_pending_connections: int = 1000
+    # Browser origins ("https://host[:port]", or "*") allowed to open /ws besides the server's
+    # own (same host:port as the request's Host). Requests without Origin are always allowed.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,8 @@ class RoomConfig:
 class SignallingConfig:
     max_message_bytes: int = 65536
     handshake_timeout_seconds: float = 10.0
+    # WebSockets upgraded but not joined yet; past it the oldest is closed (1013).
+    max_unjoined: int = 1000
 
 
 @dataclass(frozen=True)
@@ -186,6 +202,45 @@ _PLACEHOLDER_FRAGMENTS = ("changeme", "placeholder", "replaceme", "yoursecret")
 # A key of at least 32 bytes that uses fewer distinct characters than this is not random.
 _MIN_DISTINCT_CHARS = 8
 
+#: A secret whose estimated randomness is below this many bits is refused: a token is an offline
+#: oracle for its key (anyone holding one can try keys at GPU speed), so a key must resist that.
+MIN_SECRET_BITS = 128
+
+# Words people build secrets from (lowercase), for the estimate below: a secret made of these
+# costs an attacker a guess per word, not one per letter.
+_COMMON_WORDS = frozenset(
+    """
+    password passwd pass secret secrets key keys token tokens jwt hmac sign signing admin root
+    user login letmein welcome hello master shadow dragon monkey sunshine princess football
+    baseball superman batman iloveyou trustno1 freedom whatever qwerty azerty changeme change
+    default test testing tester demo example sample dev devel develop development prod
+    production staging stage local localhost server servers service api app application web
+    visio media meeting meet video audio call conference room rooms stream live my your our
+    the this that and for with super mega ultra strong long random very safe secure security
+    private public company corp internal system config settings abc xyz foo bar baz qux spam
+    eggs love god sex money summer winter spring autumn fall monday friday january december
+    hunter charlie michael jordan thomas robert daniel jessica ashley pepper ginger tigger
+    cookie cheese chocolate coffee computer internet google apple microsoft linux windows
+    access guest temp temporary new old first last one two three four five six seven eight
+    nine ten hundred thousand million year day night black white red blue green orange purple
+    """.split()
+)
+_KEYBOARD_ROWS = (
+    "`1234567890-=",
+    "qwertyuiop[]\\",
+    "asdfghjkl;'",
+    "zxcvbnm,./",
+    "~!@#$%^&*()_+",
+    "azertyuiop",
+    "qwertzuiop",
+    "yxcvbnm",
+    "abcdefghijklmnopqrstuvwxyz",
+    "0123456789",
+    # Keyboard columns (US layout): "1qaz2wsx..."
+    "1qaz", "2wsx", "3edc", "4rfv", "5tgb", "6yhn", "7ujm", "8ik,", "9ol.", "0p;/",
+)
+_LEET = str.maketrans("0134578@$!|+", "oieastbasilt")
+
 _HOW_TO_SET_SECRET = (
     f"set the {ENV_SECRET} environment variable (or `secret` in the [auth] section of the "
     f"config file) to a random string of at least {MIN_SECRET_BYTES} bytes, e.g. the output of "
@@ -249,6 +304,46 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def split_host_port(text: str) -> tuple[str, int | None] | None:
+    """``host[:port]`` (a Host header, an origin's authority) as (lowercased host, port or None);
+    IPv6 hosts are bracketed: ``[::1]:7880``. None if it is not of that shape."""
+    text = text.strip().lower()
+    port_text = ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port_text = rest[1:]
+    else:
+        host, sep, port_text = text.partition(":")
+        if sep and not port_text:
+            return None
+    if not host or any(c in host for c in "/?#@ \t"):
+        return None
+    if port_text:
+        if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            return None
+        return host, int(port_text)
+    return host, None
+
+
+def normalize_origin(origin: str) -> tuple[str, str, int] | None:
+    """A browser ``Origin`` (``scheme://host[:port]``) as (scheme, host, port) with the default
+    port filled in; None for anything else (``null``, a path, another scheme)."""
+    scheme, sep, authority = origin.strip().lower().partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    parsed = split_host_port(authority)
+    if parsed is None:
+        return None
+    host, port = parsed
+    return scheme, host, port if port is not None else (443 if scheme == "https" else 80)
+
+
 def effective_shards(cfg: MediaConfig) -> int:
     """The number of shard threads: ``cfg.shards``, or one per usable CPU core when it is 0."""
     if cfg.shards > 0:
@@ -279,7 +374,98 @@ def secret_problem(secret: str) -> str | None:
         return f"the secret is {size} bytes long, shorter than the {MIN_SECRET_BYTES} required"
     if len(set(secret)) < _MIN_DISTINCT_CHARS:
         return "the secret is too repetitive to be random"
+    bits, patterns = estimate_secret_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        found = ", ".join(patterns) if patterns else "too few random characters"
+        return (
+            f"the secret is patterned ({found}): about {bits:.0f} bits of randomness by our "
+            f"estimate, {MIN_SECRET_BITS} needed; a key must be random, not made up"
+        )
     return None
+
+
+def estimate_secret_bits(secret: str) -> tuple[float, list[str]]:
+    """How many guesses (log2) it takes to find ``secret`` for an attacker who tries patterns
+    first, and the patterns the cheapest explanation used.
+
+    The secret is explained, left to right, as the cheapest chain of pieces: a random character
+    (log2 of the alphabet its character classes span), a common word (plain, capitalised or in
+    leet speak), a run along the alphabet, digits or a keyboard row (``abcd``, ``4321``,
+    ``qwerty``), or a copy of text seen earlier (periodic repeats such as ``abcdabcd``). Real
+    random keys cost about their full length in random characters; made-up ones much less.
+    """
+    secret = secret[:256]  # enough to judge; keeps the estimate cheap on huge input
+    n = len(secret)
+    if n == 0:
+        return 0.0, []
+    alphabet = 0
+    classes = (
+        (str.islower, 26),
+        (str.isupper, 26),
+        (str.isdigit, 10),
+        (lambda c: c.isascii() and not c.isalnum(), 33),
+    )
+    for test, size in classes:
+        if any(c.isascii() and test(c) for c in secret):
+            alphabet += size
+    if any(not c.isascii() for c in secret):
+        alphabet += 100
+    char_bits = math.log2(max(alphabet, 2))
+    word_bits = math.log2(len(_COMMON_WORDS))
+    run_bits = math.log2(95) + 1.0  # where it starts, which direction
+    lower = secret.lower()
+    unleet = lower.translate(_LEET)
+
+    inf = float("inf")
+    best: list[float] = [0.0] + [inf] * n
+    how: list[str] = [""] * (n + 1)
+    prev: list[int] = [0] * (n + 1)
+    def offer(i: int, j: int, cost: float, kind: str) -> None:
+        if best[i] + cost < best[j]:
+            best[j] = best[i] + cost
+            how[j] = kind
+            prev[j] = i
+
+    for i in range(n):
+        offer(i, i + 1, char_bits, "")
+        for j in range(i + 3, min(n, i + 16) + 1):
+            piece = lower[i:j]
+            if piece in _COMMON_WORDS:
+                offer(i, j, word_bits + (0.0 if secret[i:j].islower() else 1.0), "common words")
+            elif unleet[i:j] in _COMMON_WORDS:
+                offer(i, j, word_bits + 2.0, "common words")
+        # Runs: a constant step of ±1 in code points, or along a keyboard row.
+        j = i + 1
+        while j < n and abs(ord(lower[j]) - ord(lower[j - 1])) == 1 and (
+            j == i + 1 or ord(lower[j]) - ord(lower[j - 1]) == ord(lower[i + 1]) - ord(lower[i])
+        ):
+            j += 1
+        if j - i >= 3:
+            offer(i, j, run_bits + math.log2(j - i), "alphabet or digit runs")
+        for row in _KEYBOARD_ROWS if i + 3 <= n else ():
+            for line in (row, row[::-1]):
+                k = line.find(lower[i : i + 3])
+                if k < 0:
+                    continue
+                m = 3
+                while i + m < n and k + m < len(line) and lower[i + m] == line[k + m]:
+                    m += 1
+                offer(i, i + m, run_bits + math.log2(m), "keyboard runs")
+        # Copies of earlier text (LZ77-like): offset and length are all an attacker guesses.
+        for start in range(i):
+            m = 0
+            while i + m < n and secret[start + m] == secret[i + m]:
+                m += 1
+            if m >= 3:
+                offer(i, i + m, math.log2(i) + math.log2(m) + 1.0, "repeats")
+    patterns: list[str] = []
+    j = n
+    while j > 0:
+        kind = how[j]
+        if kind and kind not in patterns:
+            patterns.append(kind)
+        j = prev[j]
+    return best[n], sorted(patterns)
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -372,6 +558,10 @@ def _coerce(dotted: str, value: object, hint: Any, origin: str) -> object:
         if isinstance(value, str):
             return value
         expected = "a string"
+    elif hint == tuple[str, ...]:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        expected = "an array of strings"
     else:  # pragma: no cover - a field type this loader does not know
         raise TypeError(f"unsupported config field type {hint!r} for {dotted}")
     raise ConfigError(
@@ -428,6 +618,24 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         "must be an IP address (e.g. 127.0.0.1, ::1, 0.0.0.0) or 'localhost'",
     )
     check(0 <= s.port <= 65535, "server.port", f"is {s.port}: must be 0–65535 (0 = any free port)")
+    check(
+        0 < s.header_timeout_seconds <= 3600,
+        "server.header_timeout_seconds",
+        "must be a positive number of seconds, at most 3600",
+    )
+    for origin in s.allowed_origins:
+        check(
+            origin == "*" or normalize_origin(origin) is not None,
+            "server.allowed_origins",
+            f"has {origin[:100]!r}: each entry must be an origin, http:// or https:// and a "
+            "host with an optional port and nothing after it (e.g. 'https://meet.example.com'), "
+            "or '*' for any",
+        )
+    check(
+        s.max_pending_connections >= 1,
+        "server.max_pending_connections",
+        f"is {s.max_pending_connections}: must be at least 1",
+    )
 
     # [media]
     check(
@@ -533,6 +741,11 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         g.handshake_timeout_seconds > 0,
         "signalling.handshake_timeout_seconds",
         "must be a positive number of seconds",
+    )
+    check(
+        g.max_unjoined >= 1,
+        "signalling.max_unjoined",
+        f"is {g.max_unjoined}: must be at least 1",
     )
 
     # [drain]

@@ -4,6 +4,7 @@ client) and the process life cycle (start, SIGTERM drain, stop)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -17,7 +18,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from visio_media.auth import AccessToken, Grants, mint_token, verify_token
-from visio_media.config import Config, effective_shards, is_loopback_host
+from visio_media.config import (
+    Config,
+    effective_shards,
+    is_loopback_host,
+    normalize_origin,
+    split_host_port,
+)
 from visio_media.engine import Engine, EngineConfig
 from visio_media.errors import (
     AuthError,
@@ -27,9 +34,17 @@ from visio_media.errors import (
     ProtocolError,
     VisioError,
 )
+from visio_media.listener import (
+    ConnectionGuard,
+    GuardedSite,
+    fd_share,
+    guard_middleware,
+    handler_args,
+    raise_fd_limit,
+)
 from visio_media.metrics import Metrics
 from visio_media.rooms import RoomManager
-from visio_media.signalling import Session
+from visio_media.signalling import Lobby, Session
 from visio_media.supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -60,6 +75,9 @@ class ServerState:
         self.ready = False
         self.metrics = Metrics(self.engine.stats_snapshot, self._control_gauges)
         self.sessions: set[asyncio.Task[Any]] = set()
+        # Caps on what unauthenticated clients may hold, within a share of the fd limit.
+        self.connections = ConnectionGuard(fd_share(config.server.max_pending_connections))
+        self.lobby = Lobby(fd_share(config.signalling.max_unjoined))
 
     def _control_gauges(self) -> dict[str, int]:
         participants = [p for r in self.rooms.rooms.values() for p in r.participants.values()]
@@ -96,7 +114,9 @@ def _json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def _admin(request: web.Request, room: str | None) -> AccessToken:
+def _admin_token(request: web.Request) -> AccessToken:
+    """The caller's bearer token, verified and holding room_admin; checked before anything of
+    the request (its body) is read."""
     state = request.app[STATE]
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
@@ -104,11 +124,67 @@ def _admin(request: web.Request, room: str | None) -> AccessToken:
     token = state.verify(header[7:].strip())
     if not token.grants.room_admin:
         raise ForbiddenError("the token does not grant room_admin")
+    return token
+
+
+def _admin_scope(token: AccessToken, room: str | None) -> None:
     if room is not None and not token.allows_room(room):
         raise ForbiddenError("the token does not grant this room")
     if room is None and token.room != "*":
         raise ForbiddenError("listing rooms needs a token for room '*'")
+
+
+def _admin(request: web.Request, room: str | None) -> AccessToken:
+    token = _admin_token(request)
+    _admin_scope(token, room)
     return token
+
+
+class HostNotAllowed(ForbiddenError):
+    pass
+
+
+def _loopback_host_header(request: web.Request) -> bool:
+    """True when the request's Host names this machine's loopback (localhost, 127.0.0.0/8,
+    [::1]; any port). A page on a rebound DNS name carries its own name here."""
+    parsed = split_host_port(request.headers.get("Host", ""))
+    return parsed is not None and is_loopback_host(parsed[0])
+
+
+def _require_loopback_host(request: web.Request, what: str) -> None:
+    if not _loopback_host_header(request):
+        raise HostNotAllowed(
+            f"{what} answers only requests addressed to localhost, 127.0.0.1 or [::1] "
+            "(the Host header names another host)"
+        )
+
+
+def _origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser), the request's own host:port (same origin), or a listed one."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if "*" in allowed:
+        return True
+    parsed = normalize_origin(origin)
+    if parsed is None:
+        return False
+    if any(normalize_origin(a) == parsed for a in allowed):
+        return True
+    scheme, host, port = parsed
+    own = split_host_port(request.headers.get("Host", ""))
+    if own is None:
+        return False
+    own_host, own_port = own
+    # Behind a TLS proxy the server cannot see its scheme: the Host's port defaults to the
+    # origin's, and the origin's scheme must be the one the request came over (or https when a
+    # proxy terminated TLS and said so).
+    if own_port is None:
+        own_port = port
+    return own_host == host and own_port == port and scheme in (
+        request.scheme,
+        request.headers.get("X-Forwarded-Proto", request.scheme).lower(),
+    )
 
 
 @web.middleware
@@ -118,6 +194,8 @@ async def errors_middleware(
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except HostNotAllowed as e:
+        return _json_error(403, "host_not_allowed", str(e))
     except ForbiddenError as e:
         return _json_error(403, "forbidden", str(e))
     except AuthError as e:
@@ -131,9 +209,15 @@ async def errors_middleware(
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; anything else is a ProtocolError (400)."""
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError) as e:
+        text = await request.text()
+    except (UnicodeDecodeError, LookupError) as e:  # bad bytes, or an unknown charset
+        raise ProtocolError("the body must be UTF-8 JSON") from e
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        # RecursionError: nesting deeper than the parser's stack (a hostile body).
         raise ProtocolError("the body must be JSON") from e
     if not isinstance(body, dict):
         raise ProtocolError("the body must be a JSON object")
@@ -143,6 +227,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     cfg = state.config.signalling
+    if not _origin_allowed(request, state.config.server.allowed_origins):
+        return _json_error(
+            403,
+            "origin_not_allowed",
+            "this page's origin may not open signalling connections here: the Origin header "
+            "must be the server's own address or one of server.allowed_origins",
+        )
     # aiohttp refuses a message whose size reaches max_msg_size; ours is the largest allowed.
     ws = SignallingSocket(max_msg_size=cfg.max_message_bytes + 1, heartbeat=20.0)
     await ws.prepare(request)
@@ -151,7 +242,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         state.sessions.add(task)
     try:
         await Session(
-            ws, state.rooms, cfg, state.verify, state.metrics.join_seconds.observe
+            ws, state.rooms, cfg, state.verify, state.metrics.join_seconds.observe, state.lobby
         ).run()
     finally:
         if task is not None:
@@ -163,8 +254,10 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format. Open on a loopback listener; elsewhere it needs the same
     room_admin token ('*') as the admin API, so counters never leak to the public."""
     state = request.app[STATE]
-    if not is_loopback_host(state.config.server.host):
+    if not is_loopback_host(state.config.server.host) or "Authorization" in request.headers:
         _admin(request, None)
+    else:
+        _require_loopback_host(request, "/metrics without credentials")
     body = state.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -197,11 +290,12 @@ async def show_room(request: web.Request) -> web.Response:
 
 
 async def create_room(request: web.Request) -> web.Response:
+    token = _admin_token(request)
     body = await _body(request)
     name = body.get("name")
     if not isinstance(name, str) or not ROOM_RE.match(name):
         raise ProtocolError("name must be 1-64 letters, digits, '.', '-' or '_'")
-    _admin(request, name)
+    _admin_scope(token, name)
     limit = body.get("max_participants")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ProtocolError("max_participants must be a positive integer")
@@ -242,6 +336,7 @@ async def mute_track(request: web.Request) -> web.Response:
 async def dev_token(request: web.Request) -> web.Response:
     """Dev mode only: a join token for the browser client's join screen."""
     state = request.app[STATE]
+    _require_loopback_host(request, "dev mode's token endpoint")
     body = await _body(request)
     room, name = body.get("room"), body.get("name")
     if not isinstance(room, str) or not ROOM_RE.match(room):
@@ -291,8 +386,13 @@ async def _on_cleanup(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=256 * 1024)
-    app[STATE] = ServerState(config)
+    state = ServerState(config)
+    app = web.Application(
+        middlewares=[guard_middleware(state.connections), errors_middleware],
+        client_max_size=256 * 1024,
+        handler_args=handler_args(config.server.header_timeout_seconds),
+    )
+    app[STATE] = state
     app.router.add_get("/", index)
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/healthz", healthz)
@@ -319,12 +419,19 @@ def create_app(config: Config) -> web.Application:
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     """Runs until SIGTERM/SIGINT (or `stop`), then drains: readyz 503, no new joins, clients
     warned, rooms given `drain.deadline_seconds`, then everyone is told and the engine stops."""
+    before, now, hard = raise_fd_limit()
     app = create_app(config)
     state = app[STATE]
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    log.info(
+        "open files limit %d%s (hard limit %d); at most %d idle HTTP connections "
+        "and %d WebSockets waiting to join",
+        now,
+        f", raised from {before}" if now != before else "",
+        hard,
+        state.connections.limit,
+        state.lobby.limit,
+    )
+    runner = await start_listener(app, config.server.host, config.server.port)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     signals = 0
@@ -356,6 +463,15 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     log.info("stopped")
 
 
+async def start_listener(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Sets ``app`` up and listens on host:port through the connection guard."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = GuardedSite(runner, host, port, app[STATE].connections)
+    await site.start()
+    return runner
+
+
 def _bound(runner: web.AppRunner) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for site in runner.sites:
@@ -381,4 +497,4 @@ def run(config: Config) -> int:
     return 0
 
 
-__all__ = ["STATE", "ServerState", "create_app", "run", "serve"]
+__all__ = ["STATE", "ServerState", "create_app", "run", "serve", "start_listener"]

@@ -41,6 +41,9 @@ MAX_ID = 64
 SEND_QUEUE = 1024
 CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
 CLOSE_UNSUPPORTED = WSCloseCode.UNSUPPORTED_DATA
+CLOSE_TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER
+# Evictions from the lobby are summed up in one warning at most this often.
+LOBBY_WARN_EVERY_SECONDS = 10.0
 
 
 class WsLink:
@@ -90,6 +93,49 @@ class WsLink:
                 await self.ws.send_str(json.dumps(item, separators=(",", ":")))
             except ConnectionError:
                 return
+
+
+class Lobby:
+    """WebSockets upgraded but not joined yet, oldest first, at most ``limit``.
+
+    A newcomer past the limit closes the oldest (``server_busy``, close 1013): connections that
+    never join cannot crowd out a real client, whose ``join`` follows its upgrade at once. Time is
+    bounded separately by ``signalling.handshake_timeout_seconds``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._waiting: dict[Session, None] = {}
+        self.evicted = 0
+        self._unreported = 0
+        self._reported_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def enter(self, session: Session) -> None:
+        self._waiting.pop(session, None)
+        while len(self._waiting) >= self.limit:
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.evict()
+            self.evicted += 1
+            self._unreported += 1
+        self._waiting[session] = None
+        if self._unreported:
+            now = time.monotonic()
+            if now - self._reported_at >= LOBBY_WARN_EVERY_SECONDS:
+                log.warning(
+                    "%d WebSocket(s) that had not joined closed to stay within "
+                    "signalling.max_unjoined = %d",
+                    self._unreported,
+                    self.limit,
+                )
+                self._unreported = 0
+                self._reported_at = now
+
+    def leave(self, session: Session) -> None:
+        self._waiting.pop(session, None)
 
 
 class _NotJoined(InvalidStateError):
@@ -178,8 +224,12 @@ class Session:
         config: SignallingConfig,
         verify: Callable[[str], AccessToken],
         observe_join: Callable[[float], None] | None = None,
+        lobby: Lobby | None = None,
     ) -> None:
         self.observe_join = observe_join
+        self.lobby = lobby
+        self._handshake: asyncio.Timeout | None = None
+        self._evicted = False
         self.ws = ws
         self.link = WsLink(ws)
         self.rooms = rooms
@@ -192,17 +242,34 @@ class Session:
         writer = asyncio.create_task(self.link.run_writer(), name="ws-writer")
         try:
             try:
-                async with asyncio.timeout(self.config.handshake_timeout_seconds):
+                async with asyncio.timeout(self.config.handshake_timeout_seconds) as handshake:
+                    self._handshake = handshake
+                    if self.lobby is not None:
+                        self.lobby.enter(self)
                     while self.participant is None and not self.link.closing:
                         msg = await self.ws.receive()
                         if not await self._frame(msg):
                             return
             except TimeoutError:
-                self.link.send(
-                    {"type": "error", "code": "unauthorized", "message": "join timed out"}
-                )
-                self.link.close(CLOSE_POLICY, "join timeout")
+                if self._evicted:
+                    self.link.send(
+                        {
+                            "type": "error",
+                            "code": "server_busy",
+                            "message": "too many connections waiting to join; try again",
+                        }
+                    )
+                    self.link.close(CLOSE_TRY_AGAIN, "server busy")
+                else:
+                    self.link.send(
+                        {"type": "error", "code": "unauthorized", "message": "join timed out"}
+                    )
+                    self.link.close(CLOSE_POLICY, "join timeout")
                 return
+            finally:
+                self._handshake = None
+                if self.lobby is not None:
+                    self.lobby.leave(self)
             while not self.link.closing:
                 msg = await self.ws.receive()
                 if not await self._frame(msg):
@@ -218,6 +285,14 @@ class Session:
                 await asyncio.wait_for(writer, 2.0)
             if not self.ws.closed:
                 await self.ws.close()
+
+    def evict(self) -> None:
+        """Called by the lobby: end the handshake now, as if it had timed out."""
+        handshake = self._handshake
+        if handshake is None or handshake.expired():
+            return
+        self._evicted = True
+        handshake.reschedule(asyncio.get_running_loop().time())
 
     async def _frame(self, msg: Any) -> bool:
         """Handles one frame; False when the connection is over."""
@@ -237,7 +312,8 @@ class Session:
         try:
             try:
                 msg = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # RecursionError: nesting deeper than the parser's stack (a hostile frame).
                 self._error("bad_json", "not JSON", None)
                 return
             if not isinstance(msg, dict):
@@ -309,10 +385,18 @@ class Session:
         resume = _field(msg, "resume", str, optional=True)
         auto = _field(msg, "auto_subscribe", bool, optional=True)
         started = time.monotonic()
-        token = self.verify(token_text)
-        p, resumed = await self.rooms.join(
-            token, self.link, resume=resume, auto_subscribe=True if auto is None else auto
-        )
+        # A join in progress is out of the lobby: it is never evicted half-way.
+        if self.lobby is not None:
+            self.lobby.leave(self)
+        try:
+            token = self.verify(token_text)
+            p, resumed = await self.rooms.join(
+                token, self.link, resume=resume, auto_subscribe=True if auto is None else auto
+            )
+        except BaseException:
+            if self.lobby is not None and self._handshake is not None and not self.link.closing:
+                self.lobby.enter(self)
+            raise
         self.participant = p
         self._reply(self.rooms.joined_message(p, resumed), ref)
         if self.observe_join is not None:

@@ -395,7 +395,8 @@ def test_short_secrets_are_refused(secret: str) -> None:
 
 
 def test_multibyte_secret_counts_bytes() -> None:
-    secret = "é" * 8 + "ü" * 8 + "ß0123456789"  # 19 characters, 43 bytes, 13 distinct
+    # 22 characters, 33 bytes, all different and in no pattern (issue 6: patterns are refused)
+    secret = "é3Qüß9kÅ7øZñ2Ðwæ5Rþ8çĦ"
     assert len(secret) < 32 <= len(secret.encode())
     assert load_config(env={"VISIO_SECRET": secret}).auth.secret == secret
 

@@ -23,7 +23,7 @@ from helpers.peers import wait_until
 from visio_media.auth import Grants, mint_token
 from visio_media.client import Client, TrackReceived
 from visio_media.config import Config, load_config
-from visio_media.server import create_app
+from visio_media.server import create_app, start_listener
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,7 @@ class LiveServer:
 async def live_server(**overrides: object) -> AsyncIterator[LiveServer]:
     config = make_config(**overrides)
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner = await start_listener(app, "127.0.0.1", 0)
     host, port = runner.addresses[0][:2]
     server = LiveServer(config, app, runner, host, port)
     try:
