@@ -5,6 +5,7 @@
 //! `dtls_probe`), the sans-IO shard state (`peer`, `room`, `shard`), then the I/O shell
 //! (`udp`, `notify`, `runner`) and the multi-shard controller (`engine`).
 
+pub mod addr_guard;
 pub mod config;
 pub mod demux;
 pub mod dtls_probe;

@@ -92,6 +92,8 @@ pub struct Peer {
     pub outgoing: Vec<OutTrack>,
     pub pending: Option<SdpPendingOffer>,
     pub stats: Arc<PeerStats>,
+    /// Which addresses may receive this peer's media (set up by the shard).
+    pub guard: crate::addr_guard::AddressGuard,
 }
 
 impl std::fmt::Debug for Peer {
@@ -148,6 +150,7 @@ impl Peer {
             outgoing: Vec::new(),
             pending: None,
             stats: Arc::new(PeerStats::default()),
+            guard: Default::default(),
         };
         Ok((peer, our_sdp(&answer.to_sdp_string())))
     }

@@ -23,10 +23,13 @@ pub enum DropReason {
     PeerRejected,
     /// An RTP packet whose payload type the subscriber did not negotiate.
     NoCodec,
+    /// A datagram from or to an address that has not yet proven it receives what we send
+    /// there (`addr_guard`): a connected peer's STUN check held back, or media not sent.
+    UnverifiedAddress,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::UnknownSource,
         DropReason::StunUnknownUfrag,
         DropReason::StunRejected,
@@ -34,6 +37,7 @@ impl DropReason {
         DropReason::TooLarge,
         DropReason::PeerRejected,
         DropReason::NoCodec,
+        DropReason::UnverifiedAddress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::PeerRejected => "peer_rejected",
             DropReason::NoCodec => "no_codec",
+            DropReason::UnverifiedAddress => "unverified_address",
         }
     }
 
