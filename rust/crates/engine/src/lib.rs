@@ -21,6 +21,7 @@ mod runner;
 pub mod sdp_text;
 pub mod shard;
 pub mod sim;
+pub mod srtp_probe;
 pub mod stats;
 pub mod timers;
 pub mod udp;

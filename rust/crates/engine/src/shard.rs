@@ -24,6 +24,7 @@ use crate::event::{EngineEvent, MediaKind};
 use crate::ids::{PeerId, RoomId, TrackId};
 use crate::peer::{Forwarded, OutState, Peer, Source};
 use crate::room::{Rooms, Track};
+use crate::srtp_probe::{self, SrtcpReplay};
 use crate::stats::{DropReason, PeerRegistry, ShardStats};
 use crate::timers::Timers;
 
@@ -76,6 +77,8 @@ pub struct ShardCore {
     fanout: Vec<PeerId>,
     /// Reused for a STUN check released by `addr_guard`.
     released: Vec<u8>,
+    /// SRTCP replay windows of the peers that sent SRTCP.
+    srtcp: HashMap<PeerId, SrtcpReplay>,
 }
 
 /// How often active speakers are re-evaluated.
@@ -107,6 +110,7 @@ impl ShardCore {
             next_speaker_tick: Instant::now() + SPEAKER_TICK,
             fanout: Vec::new(),
             released: Vec::new(),
+            srtcp: HashMap::new(),
         }
     }
 
@@ -315,7 +319,25 @@ impl ShardCore {
     }
 
     /// Hands a datagram to the peer's `Rtc`. `known`: the source already maps to this peer.
+    ///
+    /// SRTP and SRTCP that str0m does not authenticate (bad tag, replay, unknown stream, no
+    /// keys yet) and SRTCP our replay window refuses count as `peer_rejected`, once each.
     fn deliver(&mut self, now: Instant, id: PeerId, source: SocketAddr, data: &[u8], known: bool) {
+        let srtp = matches!(data.first(), Some(128..=191));
+        let srtcp = match (srtp && srtp_probe::is_rtcp(data), self.peers.get(&id)) {
+            (true, Some(p)) => srtp_probe::srtcp_index(data, p.stats.srtp_profile.load(Relaxed)),
+            _ => None,
+        };
+        if let Some((ssrc, index)) = srtcp {
+            if self
+                .srtcp
+                .get(&id)
+                .is_some_and(|r| r.is_replay(ssrc, index))
+            {
+                self.stats.count_drop(DropReason::PeerRejected);
+                return;
+            }
+        }
         let Ok(contents) = data.try_into() else {
             self.stats.count_drop(DropReason::Malformed);
             return;
@@ -329,6 +351,7 @@ impl ShardCore {
                 contents,
             },
         );
+        let decrypted = srtp_probe::decrypted();
         let accepted = self.with_peer(id, |p| {
             if !p.rtc.accepts(&input) {
                 return Ok(false);
@@ -337,8 +360,12 @@ impl ShardCore {
             p.rtc.handle_input(input)?;
             Ok(true)
         });
-        if known && !matches!(accepted, Ok(true)) {
+        let authentic = srtp_probe::decrypted() != decrypted;
+        if known && (!matches!(accepted, Ok(true)) || (srtp && !authentic)) {
             self.stats.count_drop(DropReason::PeerRejected);
+        }
+        if let (Some((ssrc, index)), true) = (srtcp, authentic) {
+            self.srtcp.entry(id).or_default().record(ssrc, index);
         }
         let before = self.transmits.len();
         self.drain(id, now);
@@ -805,6 +832,7 @@ impl ShardCore {
             return;
         };
         self.by_ufrag.remove(&peer.local_ufrag);
+        self.srtcp.remove(&id);
         for a in &peer.addrs {
             if self.by_addr.get(a) == Some(&id) {
                 self.by_addr.remove(a);

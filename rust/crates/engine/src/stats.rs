@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::ids::PeerId;
 
-/// Why a datagram was dropped before reaching a peer.
+/// Why a datagram was dropped (on the way in, or, for `UnverifiedAddress`, also on the way out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
     /// Not STUN, and its source address never completed ICE.
@@ -19,7 +19,9 @@ pub enum DropReason {
     Malformed,
     /// Longer than `max_datagram`.
     TooLarge,
-    /// The peer's WebRTC stack refused the datagram (bad SRTP tag, replay, bad DTLS...).
+    /// From a peer's own address, refused: SRTP/SRTCP that did not authenticate (bad tag),
+    /// was replayed, or names no negotiated stream or payload type (or came before the keys);
+    /// STUN or DTLS the peer's stack refused. One count per datagram, never forwarded.
     PeerRejected,
     /// An RTP packet whose payload type the subscriber did not negotiate.
     NoCodec,
