@@ -50,7 +50,10 @@ class EngineCollector(Collector):
             yield CounterMetricFamily(name, doc, value=float(snap.get(key, 0)))
         drops = CounterMetricFamily(
             "visio_udp_dropped_packets",
-            "Datagrams dropped before reaching a peer, by reason.",
+            "Datagrams dropped, by reason. peer_rejected: refused from a peer's own address "
+            "(SRTP/SRTCP replayed, tampered or for no negotiated stream; STUN/DTLS its stack "
+            "refused). unverified_address: held back from, or not sent to, an address that has "
+            "not answered our STUN check.",
             labels=["reason"],
         )
         raw_drops = snap.get("drops", {})

@@ -39,11 +39,13 @@ def stun_binding_request(
     fingerprint: bool = True,
     transaction_id: bytes | None = None,
     use_candidate: bool = False,
+    priority: int = 0x6E7F00FF,
 ) -> bytes:
     """A Binding Request as an ICE agent in the controlling role would send it.
 
     MESSAGE-INTEGRITY is HMAC-SHA1 with ``integrity_key`` if given, else 20 random bytes when
     ``garbage_integrity``, else absent. FINGERPRINT is always correct when present.
+    ``priority`` is the PRIORITY attribute (a forged nomination wants it high).
     """
     tid = transaction_id if transaction_id is not None else os.urandom(12)
     if len(tid) != 12:
@@ -51,7 +53,7 @@ def stun_binding_request(
     body = b""
     if username is not None:
         body += _attr(ATTR_USERNAME, username.encode())
-    body += _attr(ATTR_PRIORITY, struct.pack("!I", 0x6E7F00FF))
+    body += _attr(ATTR_PRIORITY, struct.pack("!I", priority))
     body += _attr(ATTR_ICE_CONTROLLING, os.urandom(8))
     if use_candidate:
         body += _attr(ATTR_USE_CANDIDATE, b"")

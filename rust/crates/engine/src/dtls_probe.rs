@@ -109,7 +109,7 @@ impl DtlsInstance for ProbingDtls {
     }
 }
 
-/// The process's crypto provider: aws-lc-rs with the probing DTLS factory.
+/// The process's crypto provider: aws-lc-rs with the probing DTLS and SRTP factories.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     static PROBE: OnceLock<ProbingDtlsProvider> = OnceLock::new();
@@ -120,6 +120,7 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
         });
         Arc::new(CryptoProvider {
             dtls_provider: probe,
+            srtp_provider: crate::srtp_probe::wrap(base.srtp_provider),
             ..base
         })
     }))

@@ -5,6 +5,7 @@
 //! `dtls_probe`), the sans-IO shard state (`peer`, `room`, `shard`), then the I/O shell
 //! (`udp`, `notify`, `runner`) and the multi-shard controller (`engine`).
 
+pub mod addr_guard;
 pub mod config;
 pub mod demux;
 pub mod dtls_probe;
@@ -21,6 +22,7 @@ mod runner;
 pub mod sdp_text;
 pub mod shard;
 pub mod sim;
+pub mod srtp_probe;
 pub mod stats;
 pub mod timers;
 pub mod udp;

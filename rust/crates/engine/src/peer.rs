@@ -114,6 +114,8 @@ pub struct Peer {
     pub msids: HashMap<Mid, String>,
     pub pending: Option<SdpPendingOffer>,
     pub stats: Arc<PeerStats>,
+    /// Which addresses may receive this peer's media (set up by the shard).
+    pub guard: crate::addr_guard::AddressGuard,
 }
 
 impl std::fmt::Debug for Peer {
@@ -172,6 +174,7 @@ impl Peer {
             msids: HashMap::new(),
             pending: None,
             stats: Arc::new(PeerStats::default()),
+            guard: Default::default(),
         };
         let answer = peer.our_sdp(&answer.to_sdp_string());
         Ok((peer, answer))

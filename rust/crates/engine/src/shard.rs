@@ -16,6 +16,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket};
 use str0m::{Event, IceConnectionState, Input, Output};
 
+use crate::addr_guard::{self, AddressGuard, Check, Creds, ProbeReply};
 use crate::demux::{self, Kind};
 use crate::dtls_probe;
 use crate::error::{Error, Result};
@@ -23,6 +24,7 @@ use crate::event::{EngineEvent, MediaKind};
 use crate::ids::{PeerId, RoomId, TrackId};
 use crate::peer::{Forwarded, OutState, Peer, Source};
 use crate::room::{Rooms, Track};
+use crate::srtp_probe::{self, SrtcpReplay};
 use crate::stats::{DropReason, PeerRegistry, ShardStats};
 use crate::timers::Timers;
 
@@ -73,6 +75,10 @@ pub struct ShardCore {
     next_speaker_tick: Instant,
     /// Reused per forwarded packet: the subscribers of its track.
     fanout: Vec<PeerId>,
+    /// Reused for a STUN check released by `addr_guard`.
+    released: Vec<u8>,
+    /// SRTCP replay windows of the peers that sent SRTCP.
+    srtcp: HashMap<PeerId, SrtcpReplay>,
 }
 
 /// How often active speakers are re-evaluated.
@@ -103,6 +109,8 @@ impl ShardCore {
             due: Vec::new(),
             next_speaker_tick: Instant::now() + SPEAKER_TICK,
             fanout: Vec::new(),
+            released: Vec::new(),
+            srtcp: HashMap::new(),
         }
     }
 
@@ -151,7 +159,7 @@ impl ShardCore {
         let built = catch_unwind(AssertUnwindSafe(|| {
             Peer::from_offer(id, room.clone(), identity, local, offer_sdp, now)
         }));
-        let (peer, answer) = match built {
+        let (mut peer, answer) = match built {
             Ok(r) => r?,
             Err(_) => {
                 self.stats.peer_panics.fetch_add(1, Relaxed);
@@ -160,6 +168,14 @@ impl ShardCore {
                 ));
             }
         };
+        let local = peer.rtc.direct_api().local_ice_credentials();
+        peer.guard = AddressGuard::new(
+            Creds {
+                ufrag: local.ufrag,
+                pwd: local.pass,
+            },
+            addr_guard::remote_creds_from_sdp(offer_sdp),
+        );
         self.by_ufrag.insert(peer.local_ufrag.clone(), id);
         self.registry.insert(id, Arc::clone(&peer.stats));
         self.peers.insert(id, peer);
@@ -174,7 +190,19 @@ impl ShardCore {
 
     /// A refused offer still renegotiates: under glare our own offer was already withdrawn.
     pub fn apply_offer(&mut self, id: PeerId, sdp: &str, now: Instant) -> Result<String> {
-        let answer = self.with_peer(id, |p| p.accept_offer(sdp));
+        let answer = self.with_peer(id, |p| {
+            let answer = p.accept_offer(sdp)?;
+            // An ICE restart changes both sides' credentials.
+            let local = p.rtc.direct_api().local_ice_credentials();
+            p.guard.set_creds(
+                Creds {
+                    ufrag: local.ufrag,
+                    pwd: local.pass,
+                },
+                addr_guard::remote_creds_from_sdp(sdp),
+            );
+            Ok(answer)
+        });
         self.drain(id, now);
         self.run_work(now);
         self.renegotiate(id, now);
@@ -282,6 +310,34 @@ impl ShardCore {
                 return;
             }
         };
+        if kind == Kind::Stun && self.guard_stun(now, id, source, data, known.is_some()) {
+            self.run_work(now);
+            return;
+        }
+        self.deliver(now, id, source, data, known.is_some());
+        self.run_work(now);
+    }
+
+    /// Hands a datagram to the peer's `Rtc`. `known`: the source already maps to this peer.
+    ///
+    /// SRTP and SRTCP that str0m does not authenticate (bad tag, replay, unknown stream, no
+    /// keys yet) and SRTCP our replay window refuses count as `peer_rejected`, once each.
+    fn deliver(&mut self, now: Instant, id: PeerId, source: SocketAddr, data: &[u8], known: bool) {
+        let srtp = matches!(data.first(), Some(128..=191));
+        let srtcp = match (srtp && srtp_probe::is_rtcp(data), self.peers.get(&id)) {
+            (true, Some(p)) => srtp_probe::srtcp_index(data, p.stats.srtp_profile.load(Relaxed)),
+            _ => None,
+        };
+        if let Some((ssrc, index)) = srtcp {
+            if self
+                .srtcp
+                .get(&id)
+                .is_some_and(|r| r.is_replay(ssrc, index))
+            {
+                self.stats.count_drop(DropReason::PeerRejected);
+                return;
+            }
+        }
         let Ok(contents) = data.try_into() else {
             self.stats.count_drop(DropReason::Malformed);
             return;
@@ -295,6 +351,7 @@ impl ShardCore {
                 contents,
             },
         );
+        let decrypted = srtp_probe::decrypted();
         let accepted = self.with_peer(id, |p| {
             if !p.rtc.accepts(&input) {
                 return Ok(false);
@@ -303,12 +360,16 @@ impl ShardCore {
             p.rtc.handle_input(input)?;
             Ok(true)
         });
-        if known.is_some() && !matches!(accepted, Ok(true)) {
+        let authentic = srtp_probe::decrypted() != decrypted;
+        if known && (!matches!(accepted, Ok(true)) || (srtp && !authentic)) {
             self.stats.count_drop(DropReason::PeerRejected);
+        }
+        if let (Some((ssrc, index)), true) = (srtcp, authentic) {
+            self.srtcp.entry(id).or_default().record(ssrc, index);
         }
         let before = self.transmits.len();
         self.drain(id, now);
-        if known.is_none() {
+        if !known {
             // The peer answered this address: its STUN request was authentic, so datagrams
             // from it now belong to this peer.
             let answered = self.transmits[before..]
@@ -319,15 +380,90 @@ impl ShardCore {
                 self.stats.count_drop(DropReason::StunRejected);
             } else {
                 self.stats.stun_responses.fetch_add(1, Relaxed);
-                self.by_addr.insert(source, id);
-                if let Some(p) = self.peers.get_mut(&id) {
-                    if !p.addrs.contains(&source) {
-                        p.addrs.push(source);
-                    }
-                }
+                self.map_addr(id, source);
             }
         }
-        self.run_work(now);
+    }
+
+    /// Datagrams from `source` belong to `id` from now on.
+    fn map_addr(&mut self, id: PeerId, source: SocketAddr) {
+        self.by_addr.entry(source).or_insert(id);
+        if let Some(p) = self.peers.get_mut(&id) {
+            if !p.addrs.contains(&source) {
+                p.addrs.push(source);
+            }
+        }
+    }
+
+    /// STUN for a connected peer from an address that has not proven it receives: answered
+    /// and held back from str0m until it answers a check of ours (see `addr_guard`). Returns
+    /// whether the datagram was dealt with here.
+    fn guard_stun(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        source: SocketAddr,
+        data: &[u8],
+        known: bool,
+    ) -> bool {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        if !p.guard.is_active() {
+            return false;
+        }
+        if p.guard.take_probe_reply(data, source) == ProbeReply::Verified {
+            p.stats.add_in(data.len());
+            let mut held = std::mem::take(&mut self.released);
+            let released = p.guard.take_held(source, &mut held);
+            self.map_addr(id, source);
+            if released {
+                self.deliver(now, id, source, &held, true);
+            }
+            self.released = held;
+            return true;
+        }
+        if p.guard.is_verified(source) || demux::stun_local_ufrag(data).is_none() {
+            return false;
+        }
+        match p.guard.check_request(data, source) {
+            Check::Answer(reply) => {
+                p.stats.add_in(data.len());
+                self.stats.count_drop(DropReason::UnverifiedAddress);
+                self.stats.stun_responses.fetch_add(1, Relaxed);
+                self.send_stun(id, source, reply);
+                self.map_addr(id, source);
+                self.probe(id, source, now);
+            }
+            Check::Rejected => self.stats.count_drop(if known {
+                DropReason::PeerRejected
+            } else {
+                DropReason::StunRejected
+            }),
+        }
+        true
+    }
+
+    /// Sends our own signed check to `to` for peer `id`, if its rate allows.
+    fn probe(&mut self, id: PeerId, to: SocketAddr, now: Instant) {
+        let probe = self.peers.get_mut(&id).and_then(|p| p.guard.probe(to, now));
+        if let Some(bytes) = probe {
+            self.send_stun(id, to, bytes);
+        }
+    }
+
+    fn send_stun(&mut self, id: PeerId, to: SocketAddr, contents: Vec<u8>) {
+        if let Some(p) = self.peers.get(&id) {
+            p.stats.add_out(contents.len());
+        }
+        self.stats.packets_out.fetch_add(1, Relaxed);
+        self.stats
+            .bytes_out
+            .fetch_add(contents.len() as u64, Relaxed);
+        self.transmits.push(Transmit {
+            destination: to,
+            contents,
+        });
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -410,8 +546,22 @@ impl ShardCore {
                     return;
                 }
                 Output::Transmit(t) => {
-                    if let Some(p) = self.peers.get(&id) {
-                        p.stats.add_out(t.contents.len());
+                    let first = t.contents.first().copied().unwrap_or(0);
+                    let allowed = match self.peers.get_mut(&id) {
+                        Some(p) => {
+                            let ok = p.guard.may_send(t.destination, first);
+                            if ok {
+                                p.stats.add_out(t.contents.len());
+                            }
+                            ok
+                        }
+                        None => true,
+                    };
+                    if !allowed {
+                        // str0m chose an address that has not proven it receives.
+                        self.stats.count_drop(DropReason::UnverifiedAddress);
+                        self.probe(id, t.destination, now);
+                        continue;
                     }
                     self.stats.packets_out.fetch_add(1, Relaxed);
                     self.stats
@@ -443,6 +593,7 @@ impl ShardCore {
                     return;
                 };
                 p.connected = true;
+                p.guard.activate();
                 p.stats.connected.store(1, Relaxed);
                 let profile =
                     crate::stats::srtp_profile_name(p.stats.srtp_profile.load(Relaxed)).to_owned();
@@ -681,6 +832,7 @@ impl ShardCore {
             return;
         };
         self.by_ufrag.remove(&peer.local_ufrag);
+        self.srtcp.remove(&id);
         for a in &peer.addrs {
             if self.by_addr.get(a) == Some(&id) {
                 self.by_addr.remove(a);

@@ -24,7 +24,13 @@ pub type LossFn = Box<dyn FnMut(usize, u64) -> bool>;
 
 pub struct Client {
     pub rtc: Rtc,
+    /// Where the shard sees this client's datagrams come from (and sends to).
     pub addr: SocketAddr,
+    /// The client's own host candidate: datagrams reach its `Rtc` addressed to this, whatever
+    /// `addr` became (a NAT rebinding changes `addr` only).
+    pub local: SocketAddr,
+    /// The shard's answer to the client's first offer.
+    pub answer_sdp: String,
     pub peer: PeerId,
     pub events: Vec<Event>,
     /// The m-lines this client offered, in order.
@@ -32,6 +38,9 @@ pub struct Client {
     /// Client→shard datagrams generated, and how many were dropped by the loss model.
     pub sent: u64,
     pub lost: u64,
+    /// Shard→client datagrams delivered to this client, and how many of them were not STUN.
+    pub received: u64,
+    pub received_non_stun: u64,
 }
 
 pub struct Sim {
@@ -45,6 +54,8 @@ pub struct Sim {
     pub uplink: Vec<(usize, Vec<u8>)>,
     /// Every server offer answered by `answer_offers`, in order.
     pub offers: Vec<(PeerId, String)>,
+    /// Datagrams the shard sent to an address no client has (e.g. a spoofed source).
+    pub elsewhere: Vec<(SocketAddr, Vec<u8>)>,
     next_peer: u64,
 }
 
@@ -76,6 +87,7 @@ impl Sim {
             deliver_uplink: true,
             uplink: Vec::new(),
             offers: Vec::new(),
+            elsewhere: Vec::new(),
             next_peer: 1,
         }
     }
@@ -106,6 +118,7 @@ impl Sim {
                 self.now,
             )
             .expect("the shard accepts the offer");
+        let answer_sdp = answer.clone();
         let answer = SdpAnswer::from_sdp_string(&answer).expect("the answer parses");
         rtc.sdp_api()
             .accept_answer(pending, answer)
@@ -113,11 +126,15 @@ impl Sim {
         self.clients.push(Client {
             rtc,
             addr,
+            local: addr,
+            answer_sdp,
             peer,
             events: Vec::new(),
             mids,
             sent: 0,
             lost: 0,
+            received: 0,
+            received_non_stun: 0,
         });
         self.pump();
         index
@@ -176,8 +193,13 @@ impl Sim {
         let server = self.core.local_addr();
         let now = self.now;
         let Some(c) = self.clients.iter_mut().find(|c| c.addr == dest) else {
+            self.elsewhere.push((dest, data.to_vec()));
             return;
         };
+        c.received += 1;
+        if data.first().is_some_and(|b| *b > 3) {
+            c.received_non_stun += 1;
+        }
         let Ok(contents) = data.try_into() else {
             return;
         };
@@ -186,7 +208,7 @@ impl Sim {
             Receive {
                 proto: Protocol::Udp,
                 source: server,
-                destination: dest,
+                destination: c.local,
                 contents,
             },
         );

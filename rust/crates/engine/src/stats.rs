@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::ids::PeerId;
 
-/// Why a datagram was dropped before reaching a peer.
+/// Why a datagram was dropped (on the way in, or, for `UnverifiedAddress`, also on the way out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
     /// Not STUN, and its source address never completed ICE.
@@ -19,14 +19,19 @@ pub enum DropReason {
     Malformed,
     /// Longer than `max_datagram`.
     TooLarge,
-    /// The peer's WebRTC stack refused the datagram (bad SRTP tag, replay, bad DTLS...).
+    /// From a peer's own address, refused: SRTP/SRTCP that did not authenticate (bad tag),
+    /// was replayed, or names no negotiated stream or payload type (or came before the keys);
+    /// STUN or DTLS the peer's stack refused. One count per datagram, never forwarded.
     PeerRejected,
     /// An RTP packet whose payload type the subscriber did not negotiate.
     NoCodec,
+    /// A datagram from or to an address that has not yet proven it receives what we send
+    /// there (`addr_guard`): a connected peer's STUN check held back, or media not sent.
+    UnverifiedAddress,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::UnknownSource,
         DropReason::StunUnknownUfrag,
         DropReason::StunRejected,
@@ -34,6 +39,7 @@ impl DropReason {
         DropReason::TooLarge,
         DropReason::PeerRejected,
         DropReason::NoCodec,
+        DropReason::UnverifiedAddress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +51,7 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::PeerRejected => "peer_rejected",
             DropReason::NoCodec => "no_codec",
+            DropReason::UnverifiedAddress => "unverified_address",
         }
     }
 
