@@ -190,6 +190,10 @@ class Engine:
     def stats_snapshot(self) -> dict[str, object]:
         return self._native.stats_snapshot()
 
+    def peer_packets_in(self, peer_id: int) -> int | None:
+        """Datagrams received from the peer so far (a cheap sign of life); None if unknown."""
+        return self._native.peer_packets_in(peer_id)
+
     async def create_peer(self, room: str, identity: str, offer_sdp: str) -> tuple[int, str]:
         return await self._run(self._native.create_peer, room, identity, offer_sdp)
 

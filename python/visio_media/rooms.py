@@ -198,18 +198,44 @@ class RoomManager:
             p.send({"type": "offer", "sdp": p.pending_offer})
 
     def link_lost(self, p: Participant, link: Link) -> None:
-        """The client's socket went away without `leave`: keep it for the grace period."""
+        """The client's socket went away without `leave`: keep it for the grace period, unless
+        its media is silent too (a killed or unplugged client), which removes it after
+        `vanished_timeout_seconds`."""
         if p.link is not link or self._room_of(p) is None:
             return
         p.link = None
         p.logger().info("link lost; %.0f s to resume", self.config.reconnect_grace_seconds)
+        p.grace_task = self.supervisor.spawn(self._watch_lost(p), f"grace-{p.room}-{p.identity}")
 
-        async def expire() -> None:
-            await asyncio.sleep(self.config.reconnect_grace_seconds)
-            if p.link is None and self._room_of(p) is not None:
-                await self._remove(p, "disconnected")
+    async def _watch_lost(self, p: Participant) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.reconnect_grace_seconds
+        step = min(0.5, cfg.vanished_timeout_seconds / 4)
+        heard = self._packets_in(p)
+        heard_at = loop.time()
+        while p.link is None and self._room_of(p) is not None:
+            now = loop.time()
+            count = self._packets_in(p)
+            if count is not None and count != heard:
+                heard, heard_at = count, now
+            if now >= deadline:
+                break
+            if now - heard_at >= cfg.vanished_timeout_seconds:
+                p.logger().info(
+                    "vanished: no signalling and no media for %.1f s", now - heard_at
+                )
+                break
+            await asyncio.sleep(min(step, deadline - now))
+        else:
+            return
+        await self._remove(p, "disconnected")
 
-        p.grace_task = self.supervisor.spawn(expire(), f"grace-{p.room}-{p.identity}")
+    def _packets_in(self, p: Participant) -> int | None:
+        """Datagrams from the participant's media peer so far; None without a peer."""
+        if p.peer_id is None:
+            return None
+        return self.engine.peer_packets_in(p.peer_id)
 
     async def leave(self, p: Participant, reason: str = "left") -> None:
         await self._remove(p, reason)

@@ -93,14 +93,16 @@ class ServerState:
 
 
 class SignallingSocket(web.WebSocketResponse):
-    """The server side of a signalling WebSocket, with aiohttp's heartbeat (ping after 20 s of
-    silence, closed if no pong within 10 s) stopped for good once the socket is closed.
+    """The server side of a signalling WebSocket, with aiohttp's heartbeat (a ping after
+    `room.vanished_timeout_seconds` of silence, closed if no pong within half that) stopped for
+    good once the socket is closed.
 
     aiohttp 3.14 re-arms the heartbeat from its data-received callback even after the socket
-    has closed: the client's close frame, arriving after our own, schedules a new 20 s timer
-    (and that one a 10 s pong timer). Each timer holds the whole connection (request,
+    has closed: the client's close frame, arriving after our own, schedules a new heartbeat
+    timer (and that one a pong timer). Each timer holds the whole connection (request,
     protocol, transport, parser buffers: ~9 KB), so every join/leave kept its memory for
-    ~30 s and a fast churn of connections grew the heap by (connections per 30 s) x 9 KB.
+    ~1.5 heartbeats and a fast churn of connections grew the heap by (connections per
+    1.5 heartbeats) x 9 KB.
     ``_reset_heartbeat`` is aiohttp's private hook: should it be renamed, this override goes
     dead and tests/security/test_join_leave_memory.py fails.
     """
@@ -235,7 +237,13 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             "must be the server's own address or one of server.allowed_origins",
         )
     # aiohttp refuses a message whose size reaches max_msg_size; ours is the largest allowed.
-    ws = SignallingSocket(max_msg_size=cfg.max_message_bytes + 1, heartbeat=20.0)
+    # The heartbeat finds a client whose connection died without a FIN (unplugged, suspended)
+    # as fast as the vanished-client rule needs: a ping after that much silence, a pong due
+    # within half of it.
+    ws = SignallingSocket(
+        max_msg_size=cfg.max_message_bytes + 1,
+        heartbeat=state.config.room.vanished_timeout_seconds,
+    )
     await ws.prepare(request)
     task = asyncio.current_task()
     if task is not None:

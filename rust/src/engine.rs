@@ -128,6 +128,10 @@ impl Engine {
         Ok(())
     }
 
+    fn peer_packets_in(&self, peer_id: u64) -> Option<u64> {
+        self.read().peer_packets_in(PeerId(peer_id))
+    }
+
     fn stats_snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let snap = self.read().snapshot();
         crate::stats::to_python(py, &snap)

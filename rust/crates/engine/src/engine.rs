@@ -257,6 +257,13 @@ impl Engine {
         r
     }
 
+    /// Datagrams received from one peer so far (its sign of life), without a full snapshot.
+    pub fn peer_packets_in(&self, id: PeerId) -> Option<u64> {
+        self.registry
+            .get(id)
+            .map(|s| s.packets_in.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             shards: self.shards.iter().map(|s| s.stats.snapshot()).collect(),

@@ -144,6 +144,10 @@ impl PeerRegistry {
         self.lock().remove(&peer);
     }
 
+    pub fn get(&self, peer: PeerId) -> Option<Arc<PeerStats>> {
+        self.lock().get(&peer).map(Arc::clone)
+    }
+
     pub fn entries(&self) -> Vec<(PeerId, Arc<PeerStats>)> {
         self.lock()
             .iter()
