@@ -36,6 +36,7 @@ from scenario_meeting_common import (
     open_meeting_page,
     page_debug,
     patch_aioice,
+    tile_stats,
     wait_remote_media,
 )
 
@@ -151,6 +152,7 @@ class MixedClients(Scenario):
                 await pages[0].screenshot(path=str(ARTIFACTS / "meeting-mixed.png"))
                 for i, page in enumerate(pages):
                     self.result[f"page{i + 1}"] = await page_debug(page)
+                everyone = await self.check_reuse(pages, ids, ws_url, server.secret)
                 await self.check_tokens(browser, server, len(everyone))
                 for page in pages:
                     await page.click("#leave-btn")
@@ -178,6 +180,53 @@ class MixedClients(Scenario):
 
         await asyncio.gather(one(0), one(1))
         self.mark("pages_ok")
+
+    async def check_reuse(
+        self, pages: list[Any], ids: list[str], ws_url: str, secret: str
+    ) -> list[str]:
+        """A bot leaves and a new one joins: the newcomer's tracks take over the leaver's idle
+        server lines (no new m-lines). Pages must show the newcomer with its own media and no
+        tile for the leaver; the other SDK peer must hear the newcomer's sine."""
+        lines_before = [await p.evaluate("() => visio.remoteMLines") for p in pages]
+        gone = self.bots.pop()
+        await gone.close()
+        newcomer = Bot("bot-880", "Robot 880", 880.0, 3)
+        self.bots.append(newcomer)
+        await newcomer.join(ws_url, secret)
+        everyone = [ids[0], self.bots[0].identity, ids[1], newcomer.identity]
+
+        async def one(i: int) -> None:
+            others = [x for x in everyone if x != ids[i]]
+            ok, detail = await wait_remote_media(pages[i], others, within=self.args.media_timeout)
+            tiles = sorted(await tile_stats(pages[i]))
+            lines = await pages[i].evaluate("() => visio.remoteMLines")
+            self.check(
+                f"page{i + 1}_sees_the_newcomer_on_reused_lines",
+                ok and gone.identity not in tiles and lines == lines_before[i],
+                {"media": detail, "tiles": tiles, "m_lines": [lines_before[i], lines]},
+            )
+
+        await asyncio.gather(one(0), one(1))
+        listener = self.bots[0]
+        deadline = time.monotonic() + self.args.media_timeout
+        got: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            got = listener.by_identity().get(newcomer.identity, {})
+            if (
+                got.get("audio", 0) >= MIN_SDK_AUDIO_FRAMES
+                and got.get("video", 0) >= MIN_SDK_VIDEO_FRAMES
+                and abs(got.get("peak_hz", 0.0) - newcomer.freq) <= 5.0
+            ):
+                break
+            await asyncio.sleep(0.5)
+        self.check(
+            f"{listener.identity}_hears_the_newcomer_on_reused_lines",
+            abs(got.get("peak_hz", 0.0) - newcomer.freq) <= 5.0
+            and got.get("video", 0) >= MIN_SDK_VIDEO_FRAMES,
+            got,
+        )
+        self.mark("reuse_ok")
+        return everyone
 
     async def check_tokens(self, browser: Any, server: ServerProcess, others: int) -> None:
         """A refused token says so on the join screen; a watch-only token joins as a viewer."""
@@ -297,7 +346,7 @@ class MixedClients(Scenario):
 
 def cli() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--timeout", type=float, default=80.0, help="whole scenario, seconds")
+    parser.add_argument("--timeout", type=float, default=110.0, help="whole scenario, seconds")
     parser.add_argument("--media-timeout", type=float, default=25.0)
     args = parser.parse_args()
     scenario = MixedClients(args)

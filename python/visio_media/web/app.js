@@ -874,6 +874,13 @@ window.visio = {
   get tiles() { return app.tileStats; },
   async refreshStats() { await app.pollStats(); return app.tileStats; },
   async stats() { return app.session ? app.session.collectStats().then((s) => ({ ...s, inbound: Object.fromEntries(s.inbound) })) : null; },
+  /** m-lines in the current remote description (the server reuses its lines: this stays the
+   * size of what is received at once). */
+  get remoteMLines() {
+    const pc = app.session && app.session.pc;
+    const sdp = pc && pc.remoteDescription ? pc.remoteDescription.sdp : "";
+    return (sdp.match(/^m=/gm) || []).length;
+  },
   get log() { return logLines.slice(); },
   join: (room, name) => app.join(room, name),
   toggleMic: () => app.toggleMic(),
