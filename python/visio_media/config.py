@@ -715,9 +715,10 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         f"is {r.max_tracks_per_room}: must be at least room.max_tracks_per_participant "
         f"({r.max_tracks_per_participant})",
     )
-    # Each track of a room is a line in every other participant's SDP: their answers must fit
-    # in a signalling frame, or they are cut off (1009) as the room fills.
-    needed = r.max_tracks_per_room * SDP_BYTES_PER_TRACK + 8 * 1024
+    # Each track of a room is a line in every participant's SDP (their own lines included):
+    # their answers must fit in a signalling frame, or they are cut off (1009) as the room
+    # fills. About 1 KB of session-level lines comes on top.
+    needed = r.max_tracks_per_room * SDP_BYTES_PER_TRACK + 1024
     check(
         needed <= g.max_message_bytes,
         "room.max_tracks_per_room",

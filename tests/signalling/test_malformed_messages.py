@@ -260,7 +260,12 @@ def _ping_of_size(size: int, ref: str = "p") -> str:
 @pytest.mark.parametrize("joined", [False, True], ids=["before-join", "after-join"])
 async def test_frame_over_limit_closes_1009(joined: bool) -> None:
     limit = 4096
-    async with live_server(signalling__max_message_bytes=limit) as server:
+    # A frame this small only fits the SDP of a room with a couple of tracks (config check).
+    async with live_server(
+        signalling__max_message_bytes=limit,
+        room__max_tracks_per_room=2,
+        room__max_tracks_per_participant=2,
+    ) as server:
         bystander = await RawSocket.open(server.ws_url)
         sock = await RawSocket.open(server.ws_url)
         try:
@@ -288,7 +293,12 @@ async def test_frame_size_limit_boundary(extra: int, closed: bool) -> None:
     """protocol.md: frames *larger than* max_message_bytes close with 1009, so a frame of
     exactly max_message_bytes bytes is served."""
     limit = 4096
-    async with live_server(signalling__max_message_bytes=limit) as server:
+    # A frame this small only fits the SDP of a room with a couple of tracks (config check).
+    async with live_server(
+        signalling__max_message_bytes=limit,
+        room__max_tracks_per_room=2,
+        room__max_tracks_per_participant=2,
+    ) as server:
         sock = await RawSocket.open(server.ws_url)
         try:
             await sock.send(_ping_of_size(limit + extra))
