@@ -16,33 +16,21 @@ use str0m::media::Mid;
 /// `sendrecv` becomes `sendonly` and `recvonly` becomes `inactive` in every media section
 /// except those whose mid is in `server_mids` (the lines the server added to send on).
 pub fn offer_for_sfu(sdp: &str, server_mids: &[String]) -> String {
-    let mut out = String::with_capacity(sdp.len());
-    let mut section: Vec<&str> = Vec::new();
-    let flush = |section: &mut Vec<&str>, out: &mut String| {
+    rewrite_sections(sdp, 0, |section, out| {
         let ours = section.iter().any(|l| {
             l.strip_prefix("a=mid:")
                 .is_some_and(|m| server_mids.iter().any(|s| s == m))
         });
         let is_media = section.first().is_some_and(|l| l.starts_with("m="));
-        for l in section.iter() {
+        for l in section {
             let l = match *l {
                 "a=sendrecv" if is_media && !ours => "a=sendonly",
                 "a=recvonly" if is_media && !ours => "a=inactive",
                 other => other,
             };
-            out.push_str(l);
-            out.push_str("\r\n");
+            push_line(out, l);
         }
-        section.clear();
-    };
-    for l in lines(sdp) {
-        if l.starts_with("m=") {
-            flush(&mut section, &mut out);
-        }
-        section.push(l);
-    }
-    flush(&mut section, &mut out);
-    out
+    })
 }
 
 /// Copies the candidates of the first media section that has any into every other live
@@ -67,38 +55,22 @@ pub fn candidates_in_every_section(sdp: &str) -> String {
         }
         seen
     };
-    let mut out = String::with_capacity(sdp.len() + 256);
-    let mut section: Vec<&str> = Vec::new();
-    let flush = |section: &mut Vec<&str>, out: &mut String| {
-        if section.is_empty() {
-            return;
-        }
+    rewrite_sections(sdp, 256, |section, out| {
         let is_media = section[0].starts_with("m=");
         let rejected = section[0].split(' ').nth(1) == Some("0");
-        for l in section.iter() {
+        for l in section {
             if is_media && (l.starts_with("a=candidate:") || *l == "a=end-of-candidates") {
                 continue;
             }
-            out.push_str(l);
-            out.push_str("\r\n");
+            push_line(out, l);
         }
         if is_media && !rejected {
             for c in &first_set {
-                out.push_str(c);
-                out.push_str("\r\n");
+                push_line(out, c);
             }
-            out.push_str("a=end-of-candidates\r\n");
+            push_line(out, "a=end-of-candidates");
         }
-        section.clear();
-    };
-    for l in all {
-        if l.starts_with("m=") {
-            flush(&mut section, &mut out);
-        }
-        section.push(l);
-    }
-    flush(&mut section, &mut out);
-    out
+    })
 }
 
 /// Writes the msid of each line in `msids` (mid → `"<stream> <track>"`): the `a=msid` line and
@@ -107,40 +79,52 @@ pub fn replace_msids(sdp: &str, msids: &HashMap<Mid, String>) -> String {
     if msids.is_empty() {
         return sdp.to_owned();
     }
-    let mut out = String::with_capacity(sdp.len() + 64);
-    let mut section: Vec<&str> = Vec::new();
-    let flush = |section: &mut Vec<&str>, out: &mut String| {
+    rewrite_sections(sdp, 64, |section, out| {
         let msid = section
             .iter()
             .find_map(|l| l.strip_prefix("a=mid:"))
             .and_then(|m| msids.iter().find(|(k, _)| &***k == m))
             .map(|(_, v)| v.as_str());
-        for l in section.iter() {
+        for l in section {
             match msid {
                 Some(v) if l.starts_with("a=msid:") => {
-                    out.push_str("a=msid:");
-                    out.push_str(v);
+                    push_line(out, &format!("a=msid:{v}"));
                 }
                 Some(v) if l.starts_with("a=ssrc:") && l.contains(" msid:") => {
                     let head = l.split(" msid:").next().unwrap_or(l);
-                    out.push_str(head);
-                    out.push_str(" msid:");
-                    out.push_str(v);
+                    push_line(out, &format!("{head} msid:{v}"));
                 }
-                _ => out.push_str(l),
+                _ => push_line(out, l),
             }
-            out.push_str("\r\n");
         }
-        section.clear();
-    };
+    })
+}
+
+/// Rebuilds `sdp` section by section (the session part, then each `m=` section, never
+/// empty), with CRLF line ends: `write` gets a section's lines and appends what replaces them.
+fn rewrite_sections(
+    sdp: &str,
+    extra: usize,
+    mut write: impl FnMut(&[&str], &mut String),
+) -> String {
+    let mut out = String::with_capacity(sdp.len() + extra);
+    let mut section: Vec<&str> = Vec::new();
     for l in lines(sdp) {
-        if l.starts_with("m=") {
-            flush(&mut section, &mut out);
+        if l.starts_with("m=") && !section.is_empty() {
+            write(&section, &mut out);
+            section.clear();
         }
         section.push(l);
     }
-    flush(&mut section, &mut out);
+    if !section.is_empty() {
+        write(&section, &mut out);
+    }
     out
+}
+
+fn push_line(out: &mut String, line: &str) {
+    out.push_str(line);
+    out.push_str("\r\n");
 }
 
 fn lines(sdp: &str) -> impl Iterator<Item = &str> {

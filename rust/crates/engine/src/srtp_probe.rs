@@ -110,91 +110,69 @@ impl Aes128CmSha1_80Cipher for CmDec {
     }
 }
 
-#[derive(Debug)]
-struct ProbingGcm128(&'static dyn SupportedAeadAes128Gcm);
+/// A probing factory for one AES-GCM key size: receive-side ciphers count their successful
+/// decryptions, send-side ones are str0m's own.
+macro_rules! probing_gcm {
+    ($probe:ident, $dec:ident, $supported:ident, $cipher:ident, $key:literal) => {
+        #[derive(Debug)]
+        struct $probe(&'static dyn $supported);
 
-impl SupportedAeadAes128Gcm for ProbingGcm128 {
-    fn create_cipher(&self, key: [u8; 16], encrypt: bool) -> Box<dyn AeadAes128GcmCipher> {
-        let inner = self.0.create_cipher(key, encrypt);
-        if encrypt {
-            inner
-        } else {
-            Box::new(Gcm128Dec(inner))
+        impl $supported for $probe {
+            fn create_cipher(&self, key: [u8; $key], encrypt: bool) -> Box<dyn $cipher> {
+                let inner = self.0.create_cipher(key, encrypt);
+                if encrypt {
+                    inner
+                } else {
+                    Box::new($dec(inner))
+                }
+            }
         }
-    }
+
+        #[derive(Debug)]
+        struct $dec(Box<dyn $cipher>);
+
+        impl $cipher for $dec {
+            fn encrypt(
+                &mut self,
+                iv: &[u8; 12],
+                aad: &[u8],
+                input: &[u8],
+                out: &mut [u8],
+            ) -> Result<(), CryptoError> {
+                self.0.encrypt(iv, aad, input, out)
+            }
+
+            fn decrypt(
+                &mut self,
+                iv: &[u8; 12],
+                aads: &[&[u8]],
+                input: &[u8],
+                out: &mut [u8],
+            ) -> Result<usize, CryptoError> {
+                let r = self.0.decrypt(iv, aads, input, out);
+                if r.is_ok() {
+                    count_decrypted();
+                }
+                r
+            }
+        }
+    };
 }
 
-#[derive(Debug)]
-struct Gcm128Dec(Box<dyn AeadAes128GcmCipher>);
-
-impl AeadAes128GcmCipher for Gcm128Dec {
-    fn encrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        self.0.encrypt(iv, aad, input, out)
-    }
-
-    fn decrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aads: &[&[u8]],
-        input: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        let r = self.0.decrypt(iv, aads, input, out);
-        if r.is_ok() {
-            count_decrypted();
-        }
-        r
-    }
-}
-
-#[derive(Debug)]
-struct ProbingGcm256(&'static dyn SupportedAeadAes256Gcm);
-
-impl SupportedAeadAes256Gcm for ProbingGcm256 {
-    fn create_cipher(&self, key: [u8; 32], encrypt: bool) -> Box<dyn AeadAes256GcmCipher> {
-        let inner = self.0.create_cipher(key, encrypt);
-        if encrypt {
-            inner
-        } else {
-            Box::new(Gcm256Dec(inner))
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Gcm256Dec(Box<dyn AeadAes256GcmCipher>);
-
-impl AeadAes256GcmCipher for Gcm256Dec {
-    fn encrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        self.0.encrypt(iv, aad, input, out)
-    }
-
-    fn decrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aads: &[&[u8]],
-        input: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        let r = self.0.decrypt(iv, aads, input, out);
-        if r.is_ok() {
-            count_decrypted();
-        }
-        r
-    }
-}
+probing_gcm!(
+    ProbingGcm128,
+    Gcm128Dec,
+    SupportedAeadAes128Gcm,
+    AeadAes128GcmCipher,
+    16
+);
+probing_gcm!(
+    ProbingGcm256,
+    Gcm256Dec,
+    SupportedAeadAes256Gcm,
+    AeadAes256GcmCipher,
+    32
+);
 
 /// Whether an RTP-range datagram is RTCP (RFC 5761 §4, as str0m demultiplexes it).
 pub fn is_rtcp(d: &[u8]) -> bool {
