@@ -517,6 +517,8 @@ impl ShardCore {
     }
 
     /// Polls a peer's `Rtc` until it yields a timeout, as str0m requires after every change.
+    /// In RTP mode this is also what keeps bursts whole: an `Rtc` holds one received packet
+    /// until it is polled out, and the next `Input::Receive` overwrites it.
     fn drain(&mut self, id: PeerId, now: Instant) {
         loop {
             let polled = self.with_peer(id, |p| Ok(p.rtc.poll_output()?));

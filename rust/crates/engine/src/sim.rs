@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 use crate::event::EngineEvent;
@@ -145,29 +146,7 @@ impl Sim {
         loop {
             let mut moved = false;
             for i in 0..self.clients.len() {
-                loop {
-                    let out = match self.clients[i].rtc.poll_output() {
-                        Ok(o) => o,
-                        Err(_) => break,
-                    };
-                    match out {
-                        Output::Timeout(_) => break,
-                        Output::Event(e) => self.clients[i].events.push(e),
-                        Output::Transmit(t) => {
-                            let c = &mut self.clients[i];
-                            c.sent += 1;
-                            let lost = match &mut self.loss {
-                                Some(f) => f(i, c.sent),
-                                None => false,
-                            };
-                            if lost {
-                                c.lost += 1;
-                            } else {
-                                self.uplink.push((i, t.contents.into()));
-                            }
-                        }
-                    }
-                }
+                self.drain_client(i);
             }
             if self.deliver_uplink {
                 for (i, data) in std::mem::take(&mut self.uplink) {
@@ -189,13 +168,70 @@ impl Sim {
         }
     }
 
+    /// Polls client `i`'s `Rtc` until it yields a timeout: its events are kept, its
+    /// datagrams queued on the uplink (or dropped by the loss model).
+    fn drain_client(&mut self, i: usize) {
+        loop {
+            let out = match self.clients[i].rtc.poll_output() {
+                Ok(o) => o,
+                Err(_) => break,
+            };
+            match out {
+                Output::Timeout(_) => break,
+                Output::Event(e) => self.clients[i].events.push(e),
+                Output::Transmit(t) => {
+                    let c = &mut self.clients[i];
+                    c.sent += 1;
+                    let lost = match &mut self.loss {
+                        Some(f) => f(i, c.sent),
+                        None => false,
+                    };
+                    if lost {
+                        c.lost += 1;
+                    } else {
+                        self.uplink.push((i, t.contents.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Has `client` write `packets` on its send line `mid` at the current instant, then
+    /// delivers everything it emits to the shard as one batch with one `now` (as the runner
+    /// hands the shard a whole recvmmsg batch), and pumps until nothing moves. Returns how
+    /// many datagrams that batch held.
+    pub fn send_burst(&mut self, client: usize, mid: Mid, packets: Vec<RtpWrite>) -> usize {
+        let now = self.now;
+        let c = &mut self.clients[client];
+        let mut api = c.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return 0;
+        };
+        for p in packets {
+            tx.write_rtp(p);
+        }
+        // str0m sends queued RTP when its clock is handled.
+        let _ = c.rtc.handle_input(Input::Timeout(now));
+        self.drain_client(client);
+        let batch = self.uplink.len();
+        self.pump();
+        batch
+    }
+
+    /// Hands one shard datagram to the client it is addressed to, then drains that client.
+    ///
+    /// The drain must follow each datagram, as str0m requires after every input: in RTP mode
+    /// an `Rtc` holds one received packet until `poll_output` hands it out, and the next
+    /// `Input::Receive` overwrites it. Feeding a burst without draining in between lost all
+    /// but its last packet — at the client, after the shard had sent every one.
     fn deliver_down(&mut self, dest: SocketAddr, data: &[u8]) {
         let server = self.core.local_addr();
         let now = self.now;
-        let Some(c) = self.clients.iter_mut().find(|c| c.addr == dest) else {
+        let Some(i) = self.clients.iter().position(|c| c.addr == dest) else {
             self.elsewhere.push((dest, data.to_vec()));
             return;
         };
+        let c = &mut self.clients[i];
         c.received += 1;
         if data.first().is_some_and(|b| *b > 3) {
             c.received_non_stun += 1;
@@ -213,6 +249,7 @@ impl Sim {
             },
         );
         let _ = c.rtc.handle_input(input);
+        self.drain_client(i);
     }
 
     /// Advances virtual time by `dt`, firing every timer that falls due.
