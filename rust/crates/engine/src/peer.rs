@@ -270,6 +270,7 @@ impl Peer {
         if !wanted {
             return None;
         }
+        self.assign_free_lines();
         let mut api = self.rtc.sdp_api();
         for o in &mut self.outgoing {
             match o.state {
@@ -305,6 +306,45 @@ impl Peer {
         Some(self.our_sdp(&offer.to_sdp_string()))
     }
 
+    /// Gives subscriptions still waiting for a new line (queued while an offer was out, or
+    /// before a line fell idle) a line of their kind that is free now: an idle one, or one
+    /// whose track is going away and not yet offered as such (taken over directly: the next
+    /// offer only changes its msid). So lines are reused whatever the order of leaves and
+    /// joins, and the SDP stays the size of what is received at once.
+    fn assign_free_lines(&mut self) {
+        let mut i = 0;
+        while i < self.outgoing.len() {
+            if self.outgoing[i].state != OutState::ToOpen {
+                i += 1;
+                continue;
+            }
+            let kind = self.outgoing[i].kind.clone();
+            if let Some(j) = self.idle.iter().position(|l| l.kind == kind) {
+                let line = self.idle.swap_remove(j);
+                let o = &mut self.outgoing[i];
+                o.state = OutState::ToReuse(line.mid);
+                o.rewriter = line.rewriter;
+            } else if let Some((j, mid)) =
+                self.outgoing
+                    .iter()
+                    .enumerate()
+                    .find_map(|(j, q)| match q.state {
+                        OutState::ToStop(m) if q.kind == kind => Some((j, m)),
+                        _ => None,
+                    })
+            {
+                let old = self.outgoing.remove(j);
+                if j < i {
+                    i -= 1;
+                }
+                let o = &mut self.outgoing[i];
+                o.state = OutState::ToReuse(mid);
+                o.rewriter = old.rewriter;
+            }
+            i += 1;
+        }
+    }
+
     /// Our SDP as it goes out: candidates in every section, and the current msid of every
     /// line that changed hands.
     fn our_sdp(&self, sdp: &str) -> String {
@@ -316,25 +356,17 @@ impl Peer {
         if self.outgoing.iter().any(|o| o.track == track) {
             return false;
         }
-        let (state, rewriter) = match self.idle.iter().position(|l| l.kind == kind) {
-            Some(i) => {
-                let line = self.idle.swap_remove(i);
-                (OutState::ToReuse(line.mid), line.rewriter)
-            }
-            None => {
-                let clock = match kind {
-                    MediaKind::Audio => 48_000,
-                    MediaKind::Video => 90_000,
-                };
-                (OutState::ToOpen, Rewriter::new(clock))
-            }
+        // A free line of its kind, if any, is given when the next offer is made.
+        let clock = match kind {
+            MediaKind::Audio => 48_000,
+            MediaKind::Video => 90_000,
         };
         self.outgoing.push(OutTrack {
             track,
             kind,
             stream_id,
-            state,
-            rewriter,
+            state: OutState::ToOpen,
+            rewriter: Rewriter::new(clock),
             pt_map: Vec::new(),
         });
         true

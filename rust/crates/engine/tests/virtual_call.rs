@@ -515,3 +515,116 @@ fn a_subscribers_sdp_does_not_grow_with_publishers_who_came_and_went() {
         indices.len()
     );
 }
+
+/// Lines are reused whatever the order: a publisher who arrives while the line of one who left
+/// is still being turned inactive (its offer unanswered) gets that line once it is free, and
+/// one who arrives before that offer even went out takes the line over directly.
+#[test]
+fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
+    let mut sim = Sim::new();
+    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
+    let bob_peer = sim.clients[bob].peer;
+    let media = [
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ];
+    let tracks_of = |sim: &Sim, peer| -> Vec<_> {
+        sim.events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::TrackPublished { peer: p, track, .. } if *p == peer => Some(*track),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = sim.join("room", "first", &media);
+    let first_peer = sim.clients[first].peer;
+    assert!(
+        sim.run_until(5 * SECOND, |s| s.core.peer_connected(first_peer)
+            && s.core.peer_connected(bob_peer))
+    );
+    for t in tracks_of(&sim, first_peer) {
+        sim.core
+            .subscribe(bob_peer, t, sim.now)
+            .expect("bob subscribes");
+    }
+    assert!(sim.run_until(SECOND, |s| s
+        .core
+        .subscription_states(bob_peer)
+        .iter()
+        .all(|(_, st)| matches!(st, OutState::Open(_)))));
+    let lines_in = |sim: &Sim| {
+        sim.offers
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == bob_peer)
+            .map(|(_, s)| s.matches("\nm=").count())
+            .unwrap_or(0)
+    };
+    assert_eq!(lines_in(&sim), 3);
+
+    // `first` leaves: bob's lines go inactive in an offer bob does not answer yet.
+    sim.core
+        .close_peer(first_peer, sim.now)
+        .expect("first leaves");
+    sim.pump();
+    let second = sim.join("room", "second", &media);
+    let second_peer = sim.clients[second].peer;
+    for _ in 0..1000 {
+        if sim.core.peer_connected(second_peer) && tracks_of(&sim, second_peer).len() == 2 {
+            break;
+        }
+        sim.advance(std::time::Duration::from_millis(5)); // no offer is answered meanwhile
+    }
+    for t in tracks_of(&sim, second_peer) {
+        sim.core
+            .subscribe(bob_peer, t, sim.now)
+            .expect("bob subscribes");
+    }
+    assert!(sim.run_until(2 * SECOND, |s| {
+        let st = s.core.subscription_states(bob_peer);
+        st.len() == 2 && st.iter().all(|(_, st)| matches!(st, OutState::Open(_)))
+    }));
+    assert_eq!(lines_in(&sim), 3, "second took over first's lines");
+
+    // `third` arrives. Bob's offer for third's audio is out (unanswered) when `second` leaves,
+    // so second's lines are not offered inactive yet; third's video, subscribed then, takes
+    // second's video line over directly in the next offer (only its msid changes).
+    let third = sim.join("room", "third", &media);
+    let third_peer = sim.clients[third].peer;
+    assert!(
+        sim.run_until(5 * SECOND, |s| s.core.peer_connected(third_peer)
+            && tracks_of(s, third_peer).len() == 2)
+    );
+    let third_tracks = tracks_of(&sim, third_peer); // audio, video: the offer's order
+    sim.core
+        .subscribe(bob_peer, third_tracks[0], sim.now)
+        .expect("bob subscribes to third's audio");
+    sim.pump();
+    sim.core
+        .close_peer(second_peer, sim.now)
+        .expect("second leaves");
+    sim.pump();
+    sim.core
+        .subscribe(bob_peer, third_tracks[1], sim.now)
+        .expect("bob subscribes to third's video");
+    assert!(sim.run_until(2 * SECOND, |s| {
+        let st = s.core.subscription_states(bob_peer);
+        st.len() == 2 && st.iter().all(|(_, st)| matches!(st, OutState::Open(_)))
+    }));
+    // Third's audio had to take a new line (offered before any was free); its video took
+    // second's video line.
+    assert_eq!(
+        lines_in(&sim),
+        4,
+        "third's video took over second's video line"
+    );
+    send_video(&mut sim, third, 30);
+    sim.run_until(SECOND, |_| false);
+    let (indices, _) = received_video(&sim, bob);
+    assert!(
+        indices.len() >= 25,
+        "bob receives third's video: {}",
+        indices.len()
+    );
+}
