@@ -560,6 +560,10 @@ class Client:
         self._placeholder: RTCRtpTransceiver | None = None
         # mid -> the RemoteTrack currently received on it
         self._remote_by_mid: dict[str, RemoteTrack] = {}
+        # Track ids the server said are gone (unpublished, or their publisher left). An offer
+        # made before that, answered after, still names them on a line: they are not revived.
+        # Ids are never reused by a server.
+        self._gone_tracks: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._callbacks: dict[str, list[EventCallback]] = {}
         self._history: list[Event] = []
@@ -1125,6 +1129,8 @@ class Client:
         for line in _parse_server_lines(sdp):
             current = self._remote_by_mid.get(line.mid)
             wanted = (line.identity, line.track_id) if line.sending else None
+            if wanted is not None and line.track_id in self._gone_tracks:
+                wanted = None  # a stale offer: the server already said this track is gone
             if current is not None and (
                 wanted != (current.identity, current.track_id) or current.readyState != "live"
             ):
@@ -1154,8 +1160,11 @@ class Client:
             self._emit(TrackRemoved(track.identity, track.track_id))
 
     def _end_remote(self, identity: str, track_id: int | None = None) -> None:
+        if track_id is not None:
+            self._gone_tracks.add(track_id)
         for mid, track in list(self._remote_by_mid.items()):
             if track.identity == identity and track_id in (None, track.track_id):
+                self._gone_tracks.add(track.track_id)
                 self._end_mid(mid)
 
     # ------------------------------------------------------------------ reading
@@ -1252,7 +1261,9 @@ class Client:
         elif kind == "participant_left":
             identity = _get(message, "identity", str)
             reason = _get(message, "reason", str, "left")
-            self._participants.pop(identity, None)
+            gone = self._participants.pop(identity, None)
+            if gone is not None:
+                self._gone_tracks.update(gone.tracks)
             self._end_remote(identity)
             self._emit(ParticipantLeft(identity, reason))
         elif kind == "track_published":

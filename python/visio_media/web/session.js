@@ -94,6 +94,8 @@ export class MeetingSession extends EventTarget {
 
     /** identity → {identity, name, tracks: Map<track_id, Track>} (the others, not us). */
     this.participants = new Map();
+    /** Track ids the server said are gone: a stale offer naming them does not revive them. */
+    this._goneTracks = new Set();
     /** track_id → {track: MediaStreamTrack, identity} for what we receive. */
     this.remoteTracks = new Map();
     /** Identities the server says are speaking, loudest first. `null` until it says anything. */
@@ -407,6 +409,7 @@ export class MeetingSession extends EventTarget {
       case "track_unpublished": {
         const p = this.participants.get(msg.identity);
         if (p) p.tracks.delete(msg.track_id);
+        this._goneTracks.add(msg.track_id);
         this.remoteTracks.delete(msg.track_id);
         this._emit("tracks");
         break;
@@ -508,7 +511,10 @@ export class MeetingSession extends EventTarget {
     const p = this.participants.get(identity);
     if (!p) return;
     this.participants.delete(identity);
-    for (const [id, rt] of this.remoteTracks) if (rt.identity === identity) this.remoteTracks.delete(id);
+    for (const id of p.tracks.keys()) this._goneTracks.add(id);
+    for (const [id, rt] of this.remoteTracks) {
+      if (rt.identity === identity) { this._goneTracks.add(id); this.remoteTracks.delete(id); }
+    }
     this._emit("tracks");
   }
 
@@ -589,6 +595,7 @@ export class MeetingSession extends EventTarget {
     const byMid = new Map(pc.getTransceivers().filter((t) => t.mid != null).map((t) => [t.mid, t]));
     const wanted = new Map();
     for (const [mid, line] of lines) {
+      if (this._goneTracks.has(line.trackId)) continue; // a stale offer names a gone track
       const transceiver = byMid.get(mid);
       if (transceiver && transceiver.receiver && transceiver.receiver.track) {
         wanted.set(line.trackId, { track: transceiver.receiver.track, identity: line.identity, mid });
