@@ -227,9 +227,10 @@ impl Worker {
                     for (source, data, truncated) in batch.iter() {
                         if let (Some(src), false) = (source, truncated) {
                             c.receive(now, src, data);
+                            // str0m holds one input's output at a time: drain after each.
+                            c.drain(now, &self.hist);
                         }
                     }
-                    c.drain(now, &self.hist);
                 }
                 Err(e) => {
                     // ICMP errors surface here; the socket stays usable.
