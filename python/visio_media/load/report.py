@@ -28,16 +28,19 @@ COMPARISONS = (
 
 @dataclass
 class Window:
-    """The measured window. Generator counters at its start are the midpoint of two readings
-    around the server scrape; `steady_end` is read before media pauses (rates), `drained_end`
-    after the pause and drain (comparison with the server)."""
+    """The measured window. `start` and `drained_end` are read with media paused and drained,
+    each as the midpoint of two generator readings around one scrape of the server's counters
+    (the comparison with the server, and loss); `steady_start`/`steady_end` bound the steady
+    load of `seconds` (rates, CPU)."""
 
     seconds: float
     start: dict[str, float]
+    steady_start: dict[str, Any]
     steady_end: dict[str, Any]
     drained_end: dict[str, float]
     server_start: dict[str, float] | None
     server_end: dict[str, float] | None
+    server_steady_start: dict[str, float] | None
     server_steady_end: dict[str, float] | None
     bracket_seconds: float
     cpu_start: CpuSample | None
@@ -89,10 +92,11 @@ def build_report(
         for code, n in p.errors.items():
             signalling_errors[code] = signalling_errors.get(code, 0) + n
 
-    s, e, d = window.start, window.steady_end, window.drained_end
+    s, d = window.start, window.drained_end
+    b, e = window.steady_start, window.steady_end
     secs = window.seconds if window.seconds > 0 else float("nan")
-    sent = e["sent_rtp"] - s["sent_rtp"]
-    recv = e["recv_rtp"] - s["recv_rtp"]
+    sent = e["sent_rtp"] - b["sent_rtp"]
+    recv = e["recv_rtp"] - b["recv_rtp"]
     lost = max(0.0, d["lost"] - s["lost"])
     received_drained = d["recv_rtp"] - s["recv_rtp"]
     totals = final["totals"]
@@ -101,8 +105,8 @@ def build_report(
         "recv_rtp": int(recv),
         "sent_pps": _rnd(sent / secs, 1),
         "recv_pps": _rnd(recv / secs, 1),
-        "sent_mbps": _rnd((e["datagram_bytes_out"] - s["datagram_bytes_out"]) * 8 / secs / 1e6, 3),
-        "recv_mbps": _rnd((e["datagram_bytes_in"] - s["datagram_bytes_in"]) * 8 / secs / 1e6, 3),
+        "sent_mbps": _rnd((e["datagram_bytes_out"] - b["datagram_bytes_out"]) * 8 / secs / 1e6, 3),
+        "recv_mbps": _rnd((e["datagram_bytes_in"] - b["datagram_bytes_in"]) * 8 / secs / 1e6, 3),
         "lost": int(lost),
         "loss_ratio": _rnd(lost / (received_drained + lost), 6) if received_drained + lost else 0.0,
         "duplicates": int(d["duplicates"] - s["duplicates"]),
@@ -125,9 +129,11 @@ def build_report(
     server["cpu_cores"] = _rnd(cores)
     server["cpu_percent_of_core"] = _rnd(cores * 100, 1) if cores is not None else None
     out_pps = None
-    if window.server_start is not None and window.server_steady_end is not None:
+    if window.server_steady_start is not None and window.server_steady_end is not None:
         key = "visio_udp_sent_packets"
-        out_pps = (window.server_steady_end.get(key, 0) - window.server_start.get(key, 0)) / secs
+        out_pps = (
+            window.server_steady_end.get(key, 0) - window.server_steady_start.get(key, 0)
+        ) / secs
     server["out_pps"] = _rnd(out_pps, 1)
     server["out_pps_per_core"] = (
         _rnd(out_pps / cores, 1) if out_pps is not None and cores else None

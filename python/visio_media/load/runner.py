@@ -298,14 +298,23 @@ class LoadRun:
             async with asyncio.timeout(join_deadline):
                 await self._all_settled.wait()
             await self._watch(o.warmup_s)
+            # Counter window start: media paused and drained, so both sides count the same
+            # packets (only STUN/RTCP trickle on while the generator reads the server).
+            self.gen.set_sending(False)
+            await asyncio.sleep(DRAIN_SECONDS)
             start, server_start, start_bracket = await self._window_edge()
+            self.gen.set_sending(True)
+            # Steady window (rates, CPU): from here to the end of the duration.
+            steady_start = self.gen.stats()
             cpu_start = probe.cpu_sample(self.server_pid) if self.server_pid else None
+            server_steady_start = await self._scrape()
             t_start = time.monotonic()
             await self._watch(o.duration_s)
             cpu_end = probe.cpu_sample(self.server_pid) if self.server_pid else None
             t_end = time.monotonic()
             steady = self.gen.stats()
             server_steady = await self._scrape()
+            # Counter window end: paused and drained again.
             self.gen.set_sending(False)
             await asyncio.sleep(DRAIN_SECONDS)
             end, server_end, end_bracket = await self._window_edge()
@@ -321,10 +330,12 @@ class LoadRun:
         window = Window(
             seconds=t_end - t_start,
             start=start["totals"],
+            steady_start=steady_start["totals"],
             steady_end=steady["totals"],
             drained_end=end["totals"],
             server_start=server_start,
             server_end=server_end,
+            server_steady_start=server_steady_start,
             server_steady_end=server_steady,
             bracket_seconds=max(start_bracket, end_bracket),
             cpu_start=cpu_start,
