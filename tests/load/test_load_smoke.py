@@ -147,6 +147,7 @@ async def test_two_publishers_to_ten_subscribers_lose_under_one_percent_and_coun
             assert isinstance(g[key], float) and 0 < g[key] < 1000, (key, g)
         assert g["latency_p50_ms"] <= g["latency_p99_ms"] <= g["latency_max_ms"]
         assert g["latency_samples"] > 10_000
+        assert g["cpu_cores"] is not None and g["cpu_cores"] > 0, g
 
         # The server's process, found from its port: CPU over the window, RSS, pps per core.
         s = r["server"]
@@ -176,8 +177,8 @@ async def test_two_publishers_to_ten_subscribers_lose_under_one_percent_and_coun
         )
         assert status == 0, f"load exited {status}\n{out}\n{err}"
         for label in ("joins", "join time p50/p95/max", "join -> first media p50/p95", "sent",
-                      "received", "loss", "latency p50/p99/max", "server cpu", "server rss",
-                      "server out pps per core", "udp_packets_to_server",
+                      "received", "loss", "latency p50/p99/max", "generator cpu", "server cpu",
+                      "server rss", "server out pps per core", "udp_packets_to_server",
                       "rtp_forwarded_vs_received", "result: ok"):
             assert re.search(rf"^{re.escape(label)}", out, re.MULTILINE), (label, out)
         assert "12/12 ok, 0 failed" in out

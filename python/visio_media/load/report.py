@@ -45,6 +45,9 @@ class Window:
     bracket_seconds: float
     cpu_start: CpuSample | None
     cpu_end: CpuSample | None
+    # The generator's own process (signalling and media threads).
+    own_cpu_start: CpuSample | None = None
+    own_cpu_end: CpuSample | None = None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -117,6 +120,11 @@ def build_report(
         "latency_p99_ms": _ms(totals["latency_p99_us"]),
         "latency_max_ms": _ms(totals["latency_max_us"]),
         "latency_samples": totals["latency_samples"],
+        "cpu_cores": (
+            _rnd(cpu_cores(window.own_cpu_start, window.own_cpu_end))
+            if window.own_cpu_start is not None and window.own_cpu_end is not None
+            else None
+        ),
     }
 
     server: dict[str, Any] = {"pid": server_pid}
@@ -220,6 +228,8 @@ def format_summary(r: dict[str, Any]) -> str:
         f"{g['duplicates']} duplicates",
         f"{'latency p50/p99/max':<28}{_f(g['latency_p50_ms'], '{:.2f}')} / "
         f"{_f(g['latency_p99_ms'], '{:.2f}')} / {_f(g['latency_max_ms'], '{:.2f}')} ms",
+        f"{'generator cpu':<28}{_f(g['cpu_cores'] * 100 if g['cpu_cores'] is not None else None)}"
+        " % of one core",
         f"{'server cpu':<28}{_f(sv['cpu_percent_of_core'])} % of one core "
         f"(pid {sv['pid'] if sv['pid'] is not None else '?'})",
         f"{'server rss':<28}{_f(sv['rss_bytes'] / 2**20 if sv['rss_bytes'] else None)} MiB",

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 import urllib.parse
@@ -85,6 +86,14 @@ class _JoinFailed(Exception):
     pass
 
 
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        log.warning("a frame from the server is not JSON")
+        return None
+
+
 class LoadRun:
     def __init__(self, options: LoadOptions, out: TextIO = sys.stderr) -> None:
         self.o = options
@@ -121,7 +130,7 @@ class LoadRun:
             msg = await ws.receive()
             if msg.type != aiohttp.WSMsgType.TEXT:
                 raise _JoinFailed(f"closed ({ws.close_code})")
-            data = json.loads(msg.data)
+            data = _parse(msg.data)
             if not isinstance(data, dict):
                 continue
             kind = data.get("type")
@@ -168,7 +177,7 @@ class LoadRun:
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
-            data = json.loads(msg.data)
+            data = _parse(msg.data)
             if not isinstance(data, dict):
                 continue
             kind = data.get("type")
@@ -307,10 +316,12 @@ class LoadRun:
             # Steady window (rates, CPU): from here to the end of the duration.
             steady_start = self.gen.stats()
             cpu_start = probe.cpu_sample(self.server_pid) if self.server_pid else None
+            own_start = probe.cpu_sample(os.getpid())
             server_steady_start = await self._scrape()
             t_start = time.monotonic()
             await self._watch(o.duration_s)
             cpu_end = probe.cpu_sample(self.server_pid) if self.server_pid else None
+            own_end = probe.cpu_sample(os.getpid())
             t_end = time.monotonic()
             steady = self.gen.stats()
             server_steady = await self._scrape()
@@ -340,6 +351,8 @@ class LoadRun:
             bracket_seconds=max(start_bracket, end_bracket),
             cpu_start=cpu_start,
             cpu_end=cpu_end,
+            own_cpu_start=own_start,
+            own_cpu_end=own_end,
         )
         return build_report(
             options=asdict(o) | {"secret": "<hidden>"},
