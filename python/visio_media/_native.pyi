@@ -1,8 +1,8 @@
 """Typed surface of the Rust extension; checked by `python -m mypy.stubtest visio_media._native`."""
 
-__all__ = ["Engine", "EngineError", "__version__", "inspect_offer"]
+__all__ = ["Engine", "EngineError", "LoadGen", "__version__", "inspect_offer"]
 
-from typing import final
+from typing import Any, final
 
 __version__: str
 
@@ -42,3 +42,29 @@ class Engine:
     def close_peer(self, peer_id: int) -> None: ...
     def peer_packets_in(self, peer_id: int) -> int | None: ...
     def stats_snapshot(self) -> dict[str, object]: ...
+
+@final
+class LoadGen:
+    """The media side of `visio-media load`: simulated participants (client-role str0m peers:
+    full ICE agent, controlling; DTLS client; SRTP) in `threads` worker threads, one UDP socket
+    per participant on `bind_ip`. Methods that wait for a worker release the GIL."""
+
+    def __new__(cls, *, threads: int, bind_ip: str) -> LoadGen: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def set_sending(self, on: bool) -> None: ...
+    def add_client(
+        self,
+        *,
+        audio: bool,
+        video: bool,
+        video_bitrate_bps: int = 1_500_000,
+        video_packet_bytes: int = 1200,
+        keyframe_interval_s: float = 2.0,
+        audio_loud: bool = True,
+        dtx: bool = False,
+    ) -> tuple[int, str]: ...
+    def apply_answer(self, client_id: int, sdp: str) -> None: ...
+    def apply_offer(self, client_id: int, sdp: str) -> str: ...
+    def remove_client(self, client_id: int) -> None: ...
+    def stats(self) -> dict[str, Any]: ...

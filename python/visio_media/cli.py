@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_token(commands)
     _add_rooms(commands)
+    _add_load(commands)
     return parser
 
 
@@ -238,6 +239,130 @@ def _sources(text: str) -> tuple[str, ...]:
     if len(set(sources)) != len(sources):
         raise argparse.ArgumentTypeError("a source is listed twice")
     return sources
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {v}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v >= 0 and v < 1e6):
+        raise argparse.ArgumentTypeError(f"out of range: {v}")
+    return v
+
+
+def _add_load(commands: Any) -> None:
+    load = commands.add_parser(
+        "load",
+        help="load-test a server with simulated participants",
+        description=(
+            "Join simulated participants that take the real path (WebSocket + token, ICE, "
+            "DTLS, SRTP), publish synthetic audio/video and receive the others', then print "
+            "joins, first-media times, packet rates, loss, latency, the server's CPU and its "
+            f"/metrics counters beside the generator's. Tokens are minted from --secret, "
+            f"--secret-file or ${ENV_SECRET}. See docs/load.md."
+        ),
+    )
+    load.add_argument("--url", default="ws://127.0.0.1:7880/ws", help="signalling WebSocket URL")
+    key = load.add_mutually_exclusive_group()
+    key.add_argument("--secret", help=f"token signing key (default: ${ENV_SECRET})")
+    key.add_argument("--secret-file", type=Path, metavar="FILE", help="read the key from FILE")
+    load.add_argument("--rooms", type=_positive_int, default=1, help="rooms (default 1)")
+    load.add_argument(
+        "--participants", type=_positive_int, default=10, help="participants per room (10)"
+    )
+    load.add_argument("--audio-publishers", type=_count, default=2, help="per room (2)")
+    load.add_argument("--video-publishers", type=_count, default=2, help="per room (2)")
+    load.add_argument(
+        "--loud-speakers", type=_count, default=1, help="audio publishers speaking loudly (1)"
+    )
+    load.add_argument("--dtx", action="store_true", help="quiet speakers use DTX")
+    load.add_argument(
+        "--video-bitrate", type=_positive_int, default=1_500_000, help="bit/s (1500000)"
+    )
+    load.add_argument(
+        "--video-packet-bytes", type=_positive_int, default=1200, help="RTP payload size (1200)"
+    )
+    load.add_argument("--keyframe-interval", type=_seconds, default=2.0, help="seconds (2)")
+    load.add_argument("--join-rate", type=_seconds, default=20.0, help="joins per second (20)")
+    load.add_argument("--warmup", type=_seconds, default=3.0, help="seconds before measuring (3)")
+    load.add_argument("--duration", type=_seconds, default=10.0, help="measured seconds (10)")
+    load.add_argument("--threads", type=_positive_int, default=1, help="media threads (1)")
+    load.add_argument("--bind-ip", default="127.0.0.1", help="local address for media")
+    load.add_argument("--room-prefix", default="load", help="room names: PREFIX-0, PREFIX-1...")
+    load.add_argument("--server-pid", type=_positive_int, help="server process (else by port)")
+    load.add_argument("--metrics-url", help="server /metrics (default: from --url)")
+    load.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    load.add_argument("--no-progress", action="store_true", help="no live progress line")
+    load.add_argument(
+        "--log-level", type=str.lower, choices=LOG_LEVELS, default="warning", help="(warning)"
+    )
+    load.set_defaults(handler=_load)
+
+
+def _load(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.secret is not None:
+        secret: str = args.secret
+    elif args.secret_file is not None:
+        try:
+            secret = args.secret_file.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise _Failure(f"cannot read --secret-file: {e}", EXIT_UNAVAILABLE) from e
+    else:
+        secret = os.environ.get(ENV_SECRET, "")
+    if secret == "":
+        raise _Failure(
+            f"no signing key: set {ENV_SECRET}, or pass --secret or --secret-file",
+            EXIT_UNAVAILABLE,
+        )
+    if not args.url.startswith(("ws://", "wss://")):
+        raise _Failure(f"--url must be a ws:// or wss:// URL: {args.url!r}", EXIT_UNAVAILABLE)
+    if args.join_rate <= 0:
+        raise _Failure("--join-rate must be positive", EXIT_UNAVAILABLE)
+    from visio_media.load import LoadOptions, run_load  # lazily: aiohttp and the extension
+
+    options = LoadOptions(
+        url=args.url,
+        secret=secret,
+        rooms=args.rooms,
+        participants=args.participants,
+        audio_publishers=min(args.audio_publishers, args.participants),
+        video_publishers=min(args.video_publishers, args.participants),
+        loud_speakers=args.loud_speakers,
+        dtx=args.dtx,
+        video_bitrate_bps=args.video_bitrate,
+        video_packet_bytes=args.video_packet_bytes,
+        keyframe_interval_s=args.keyframe_interval,
+        join_rate=args.join_rate,
+        warmup_s=args.warmup,
+        duration_s=args.duration,
+        threads=args.threads,
+        bind_ip=args.bind_ip,
+        room_prefix=args.room_prefix,
+        server_pid=args.server_pid,
+        metrics_url=args.metrics_url,
+        progress=not (args.json or args.no_progress),
+    )
+    try:
+        return run_load(options, as_json=args.json)
+    except AuthError as e:
+        raise _Failure(f"cannot mint tokens: {e}", EXIT_UNAVAILABLE) from e
+    except ValueError as e:
+        raise _Failure(str(e), EXIT_UNAVAILABLE) from e
 
 
 # ---- entry point ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 mod engine;
 mod errors;
 mod events;
+mod loadgen;
 mod offer;
 mod stats;
 
@@ -13,6 +14,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("EngineError", m.py().get_type::<errors::EngineError>())?;
     m.add_class::<engine::Engine>()?;
+    m.add_class::<loadgen::LoadGen>()?;
     m.add_function(wrap_pyfunction!(offer::inspect_offer, m)?)?;
     Ok(())
 }

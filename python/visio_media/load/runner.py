@@ -1,0 +1,375 @@
+"""One load run: join the simulated participants (paced), warm up, measure a steady window,
+compare with the server's counters, leave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import urllib.parse
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+import aiohttp
+
+from visio_media._native import EngineError, LoadGen
+from visio_media.auth import mint_token
+from visio_media.load import probe
+from visio_media.load.report import Window, build_report, format_summary
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_SECONDS = 15.0
+# After the window, media pauses this long so that packets in flight are counted on both sides.
+DRAIN_SECONDS = 0.5
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+@dataclass
+class LoadOptions:
+    url: str
+    secret: str
+    rooms: int = 1
+    participants: int = 10
+    audio_publishers: int = 2
+    video_publishers: int = 2
+    loud_speakers: int = 1
+    dtx: bool = False
+    video_bitrate_bps: int = 1_500_000
+    video_packet_bytes: int = 1200
+    keyframe_interval_s: float = 2.0
+    join_rate: float = 20.0
+    warmup_s: float = 3.0
+    duration_s: float = 10.0
+    threads: int = 1
+    bind_ip: str = "127.0.0.1"
+    room_prefix: str = "load"
+    server_pid: int | None = None
+    metrics_url: str | None = None
+    progress: bool = True
+
+    def metrics(self) -> str:
+        if self.metrics_url:
+            return self.metrics_url
+        u = urllib.parse.urlsplit(self.url)
+        scheme = "https" if u.scheme == "wss" else "http"
+        return urllib.parse.urlunsplit((scheme, u.netloc, "/metrics", "", ""))
+
+    def port(self) -> int | None:
+        u = urllib.parse.urlsplit(self.url)
+        return u.port or (443 if u.scheme == "wss" else 80)
+
+
+@dataclass
+class Participant:
+    room: str
+    identity: str
+    audio: bool
+    video: bool
+    loud: bool
+    client_id: int | None = None
+    started_ns: int = 0
+    joined_ns: int | None = None
+    answered_ns: int | None = None
+    failure: str | None = None
+    disconnected: bool = False
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    server_offers: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class _JoinFailed(Exception):
+    pass
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        log.warning("a frame from the server is not JSON")
+        return None
+
+
+class LoadRun:
+    def __init__(self, options: LoadOptions, out: TextIO = sys.stderr) -> None:
+        self.o = options
+        self.out = out
+        self.gen = LoadGen(threads=options.threads, bind_ip=options.bind_ip)
+        self.participants: list[Participant] = []
+        for r in range(options.rooms):
+            room = f"{options.room_prefix}-{r}"
+            for i in range(options.participants):
+                self.participants.append(
+                    Participant(
+                        room=room,
+                        identity=f"{room}-p{i}",
+                        audio=i < options.audio_publishers,
+                        video=i < options.video_publishers,
+                        loud=i < options.loud_speakers,
+                    )
+                )
+        self.session: aiohttp.ClientSession | None = None
+        self.server_pid: int | None = options.server_pid
+        # Participants whose join succeeded or failed; the event fires when all have.
+        self._settled = 0
+        self._all_settled = asyncio.Event()
+
+    # ---- signalling per participant -----------------------------------------------------
+
+    async def _next(self, p: Participant, want: set[str]) -> dict[str, Any]:
+        """The next frame of a type in `want`; server offers meanwhile are ignored (glare:
+        a fresh one follows our exchange); an error frame fails the join."""
+        ws = p.ws
+        if ws is None:
+            raise _JoinFailed("not connected")
+        while True:
+            msg = await ws.receive()
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                raise _JoinFailed(f"closed ({ws.close_code})")
+            data = _parse(msg.data)
+            if not isinstance(data, dict):
+                continue
+            kind = data.get("type")
+            if kind in want:
+                return data
+            if kind == "error":
+                raise _JoinFailed(f"error:{data.get('code')}")
+
+    async def _join(self, p: Participant) -> None:
+        if self.session is None:
+            raise RuntimeError("no HTTP session")
+        token = mint_token(self.o.secret, identity=p.identity, room=p.room)
+        p.started_ns = time.monotonic_ns()
+        p.ws = await self.session.ws_connect(self.o.url, heartbeat=None, max_msg_size=1 << 22)
+        await p.ws.send_json({"type": "join", "token": token, "id": "join"})
+        await self._next(p, {"joined"})
+        p.joined_ns = time.monotonic_ns()
+        client_id, offer = self.gen.add_client(
+            audio=p.audio,
+            video=p.video,
+            video_bitrate_bps=self.o.video_bitrate_bps,
+            video_packet_bytes=self.o.video_packet_bytes,
+            keyframe_interval_s=self.o.keyframe_interval_s,
+            audio_loud=p.loud,
+            dtx=self.o.dtx,
+        )
+        p.client_id = client_id
+        await p.ws.send_json({"type": "offer", "sdp": offer, "id": "publish"})
+        answer = await self._next(p, {"answer"})
+        sdp = answer.get("sdp")
+        if not isinstance(sdp, str):
+            raise _JoinFailed("answer without sdp")
+        try:
+            self.gen.apply_answer(client_id, sdp)
+        except EngineError as e:
+            raise _JoinFailed(f"bad_answer: {e}") from e
+        p.answered_ns = time.monotonic_ns()
+
+    async def _serve(self, p: Participant) -> None:
+        """After the join: answer the server's offers until the socket closes."""
+        ws = p.ws
+        if ws is None or p.client_id is None:
+            return
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = _parse(msg.data)
+            if not isinstance(data, dict):
+                continue
+            kind = data.get("type")
+            if kind == "offer" and isinstance(data.get("sdp"), str):
+                try:
+                    answer = self.gen.apply_offer(p.client_id, data["sdp"])
+                except EngineError as e:
+                    p.errors[f"offer_refused:{str(e)[:40]}"] = (
+                        p.errors.get(f"offer_refused:{str(e)[:40]}", 0) + 1
+                    )
+                    continue
+                p.server_offers += 1
+                await ws.send_json({"type": "answer", "sdp": answer})
+            elif kind == "error":
+                code = f"error:{data.get('code')}"
+                p.errors[code] = p.errors.get(code, 0) + 1
+            elif kind == "left":
+                break
+        if not self._leaving:
+            p.disconnected = True
+
+    async def _participant(self, p: Participant, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            async with asyncio.timeout(JOIN_TIMEOUT_SECONDS):
+                await self._join(p)
+        except TimeoutError:
+            p.failure = "timeout"
+        except _JoinFailed as e:
+            p.failure = str(e)
+        except (aiohttp.ClientError, OSError) as e:
+            p.failure = f"connect:{type(e).__name__}"
+        except EngineError as e:
+            p.failure = f"generator:{e}"
+        self._settled += 1
+        if self._settled == len(self.participants):
+            self._all_settled.set()
+        if p.failure is not None:
+            log.debug("%s failed to join: %s", p.identity, p.failure)
+            if p.ws is not None:
+                await p.ws.close()
+            return
+        await self._serve(p)
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    _leaving = False
+
+    async def _scrape(self) -> dict[str, float] | None:
+        if self.session is None:
+            return None
+        try:
+            return await probe.scrape(self.session, self.o.metrics())
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("cannot read the server's metrics: %s", e)
+            return None
+
+    async def _window_edge(self) -> tuple[dict[str, Any], dict[str, float] | None, float]:
+        """Generator counters bracketing one scrape of the server's: (midpoint of the two
+        generator readings, server counters or None, the bracket's half-width in seconds)."""
+        if self.session is None:
+            raise RuntimeError("no HTTP session")
+        a = self.gen.stats()
+        server = await self._scrape()
+        b = self.gen.stats()
+        mid = {
+            k: (a["totals"][k] + b["totals"][k]) / 2
+            for k in a["totals"]
+            if isinstance(a["totals"][k], int) and not k.startswith("latency")
+        }
+        return {"totals": mid, "latency": b["totals"]}, server, (b["now_ns"] - a["now_ns"]) / 2e9
+
+    def _progress(self, prev: dict[str, Any], cur: dict[str, Any], dt: float, cpu: str) -> None:
+        joined = sum(1 for p in self.participants if p.answered_ns is not None)
+        failed = sum(1 for p in self.participants if p.failure is not None)
+        t0, t1 = prev["totals"], cur["totals"]
+        pps_out = (t1["sent_rtp"] - t0["sent_rtp"]) / dt if dt > 0 else 0.0
+        pps_in = (t1["recv_rtp"] - t0["recv_rtp"]) / dt if dt > 0 else 0.0
+        recv = t1["recv_rtp"]
+        loss = t1["lost"] / (recv + t1["lost"]) if recv + t1["lost"] else 0.0
+        print(
+            f"\rjoined {joined}/{len(self.participants)}  failed {failed}  "
+            f"out {pps_out:,.0f} pps  in {pps_in:,.0f} pps  loss {loss:.2%}  server cpu {cpu}   ",
+            end="",
+            file=self.out,
+            flush=True,
+        )
+
+    async def _watch(self, seconds: float) -> None:
+        """Sleeps `seconds`, showing progress every second if asked."""
+        end = time.monotonic() + seconds
+        prev = self.gen.stats()
+        prev_cpu = probe.cpu_sample(self.server_pid) if self.server_pid else None
+        prev_t = time.monotonic()
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(PROGRESS_INTERVAL_SECONDS, left))
+            if not self.o.progress:
+                continue
+            cur = self.gen.stats()
+            now = time.monotonic()
+            cpu_now = probe.cpu_sample(self.server_pid) if self.server_pid else None
+            cpu = "?"
+            if prev_cpu is not None and cpu_now is not None:
+                cpu = f"{probe.cpu_cores(prev_cpu, cpu_now):.0%}"
+            self._progress(prev, cur, now - prev_t, cpu)
+            prev, prev_cpu, prev_t = cur, cpu_now, now
+
+    async def run(self) -> dict[str, Any]:
+        if self.server_pid is None and (port := self.o.port()) is not None:
+            u = urllib.parse.urlsplit(self.o.url)
+            if u.hostname in ("127.0.0.1", "localhost", "::1"):
+                self.server_pid = probe.find_listening_pid(port)
+        self.gen.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                self.session = session
+                return await self._run(session)
+        finally:
+            self.gen.stop()
+
+    async def _run(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        o = self.o
+        async with asyncio.TaskGroup() as tg:
+            for i, p in enumerate(self.participants):
+                tg.create_task(self._participant(p, i / o.join_rate), name=f"load {p.identity}")
+            join_deadline = len(self.participants) / o.join_rate + JOIN_TIMEOUT_SECONDS + 1
+            async with asyncio.timeout(join_deadline):
+                await self._all_settled.wait()
+            await self._watch(o.warmup_s)
+            # Counter window start: media paused and drained, so both sides count the same
+            # packets (only STUN/RTCP trickle on while the generator reads the server).
+            self.gen.set_sending(False)
+            await asyncio.sleep(DRAIN_SECONDS)
+            start, server_start, start_bracket = await self._window_edge()
+            self.gen.set_sending(True)
+            # Steady window (rates, CPU): from here to the end of the duration.
+            steady_start = self.gen.stats()
+            cpu_start = probe.cpu_sample(self.server_pid) if self.server_pid else None
+            own_start = probe.cpu_sample(os.getpid())
+            server_steady_start = await self._scrape()
+            t_start = time.monotonic()
+            await self._watch(o.duration_s)
+            cpu_end = probe.cpu_sample(self.server_pid) if self.server_pid else None
+            own_end = probe.cpu_sample(os.getpid())
+            t_end = time.monotonic()
+            steady = self.gen.stats()
+            server_steady = await self._scrape()
+            # Counter window end: paused and drained again.
+            self.gen.set_sending(False)
+            await asyncio.sleep(DRAIN_SECONDS)
+            end, server_end, end_bracket = await self._window_edge()
+            if o.progress:
+                print(file=self.out)
+            self._leaving = True
+            for p in self.participants:
+                if p.ws is not None and not p.ws.closed:
+                    with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                        await p.ws.send_json({"type": "leave"})
+                    await p.ws.close()
+        final = self.gen.stats()
+        window = Window(
+            seconds=t_end - t_start,
+            start=start["totals"],
+            steady_start=steady_start["totals"],
+            steady_end=steady["totals"],
+            drained_end=end["totals"],
+            server_start=server_start,
+            server_end=server_end,
+            server_steady_start=server_steady_start,
+            server_steady_end=server_steady,
+            bracket_seconds=max(start_bracket, end_bracket),
+            cpu_start=cpu_start,
+            cpu_end=cpu_end,
+            own_cpu_start=own_start,
+            own_cpu_end=own_end,
+        )
+        return build_report(
+            options=asdict(o) | {"secret": "<hidden>"},
+            participants=self.participants,
+            final=final,
+            window=window,
+            server_pid=self.server_pid,
+        )
+
+
+def run_load(options: LoadOptions, *, as_json: bool, out: TextIO = sys.stdout) -> int:
+    """Runs the load, prints the summary (or JSON); exit status 0 when every participant joined
+    and the counters agree, 1 otherwise."""
+    report = asyncio.run(LoadRun(options).run())
+    if as_json:
+        json.dump(report, out, indent=2, sort_keys=True)
+        print(file=out)
+    else:
+        print(format_summary(report), file=out)
+    return 0 if report["ok"] else 1

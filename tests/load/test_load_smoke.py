@@ -1,0 +1,199 @@
+"""`visio-media load` against a real server process: 2 publishers (audio + video) and 10
+subscribers in one room. The generator's simulated participants take the real path (WebSocket
+and token, ICE, DTLS, SRTP); the run must lose < 1 % of the packets, and the server's own
+/metrics counters must agree with the generator's within 1 % over the same window."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.timeout(120)]
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "l0ad-t3st-s3cret-for-the-smoke-run-Xq7Pw2Zr"  # 42 bytes
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
+
+
+@dataclass
+class Server:
+    proc: asyncio.subprocess.Process
+    port: int = 0
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextlib.asynccontextmanager
+async def server_process(tmp_path: Path) -> AsyncIterator[Server]:
+    """`visio-media serve --dev` on 127.0.0.1, a free port, with a known VISIO_SECRET."""
+    config = tmp_path / "visio.toml"
+    config.write_text('[media]\nshards = 1\nbind_ip = "127.0.0.1"\n')
+    env = _env()
+    env["VISIO_SECRET"] = SECRET
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "visio_media", "serve", "--dev", "--config", str(config),
+        "--port", "0",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(REPO),
+        env=env,
+    )
+    server = Server(proc)
+    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def read_log() -> None:
+        assert proc.stderr is not None
+        while line := (await proc.stderr.readline()).decode(errors="replace"):
+            if len(server.log) < 10_000:
+                server.log.append(line)
+            m = LISTENING.search(line)
+            if m and not listening.done():
+                listening.set_result(int(m.group(1)))
+        if not listening.done():
+            listening.set_exception(RuntimeError("the server exited before listening"))
+
+    reader = asyncio.create_task(read_log())
+    try:
+        async with asyncio.timeout(30):
+            server.port = await listening
+        yield server
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # only the process this fixture started, by its handle
+            await proc.wait()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(5):
+                await reader
+
+
+async def run_load(server: Server, *args: str) -> tuple[int, str, str]:
+    """`python -m visio_media load` as a subprocess; (exit status, stdout, stderr)."""
+    env = _env()
+    env["VISIO_SECRET"] = SECRET
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "visio_media", "load", "--url", server.ws_url, *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(REPO),
+        env=env,
+    )
+    try:
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+ROOM = ("--participants", "12", "--audio-publishers", "2", "--video-publishers", "2",
+        "--loud-speakers", "1", "--video-bitrate", "800000", "--join-rate", "50")
+
+
+async def test_two_publishers_to_ten_subscribers_lose_under_one_percent_and_counters_agree(
+    tmp_path: Path,
+) -> None:
+    async with server_process(tmp_path) as server:
+        status, out, err = await run_load(
+            server, *ROOM, "--warmup", "1.5", "--duration", "5", "--json"
+        )
+        assert status == 0, f"load exited {status}\n{out}\n{err}\n{''.join(server.log[-30:])}"
+        r = json.loads(out)
+
+        # Every participant joined over its own WebSocket, connected (ICE + DTLS) and got media.
+        joins = r["joins"]
+        assert (joins["attempted"], joins["succeeded"], joins["failed"]) == (12, 12, 0)
+        assert joins["failures"] == {}
+        assert joins["connected"] == 12
+        for key in ("join_time_p50_s", "join_time_p95_s", "join_time_max_s"):
+            assert isinstance(joins[key], float) and 0 < joins[key] < 15, (key, joins)
+        fm = r["first_media"]
+        assert fm["participants"] == 12
+        assert 0 < fm["p50_s"] <= fm["p95_s"] < 15
+
+        # Rates: 2 publishers x (50 audio + ~30 frames x packets) out; 11 receivers each.
+        g = r["generator"]
+        assert r["window"]["seconds"] == pytest.approx(5, abs=0.5)
+        assert g["sent_pps"] > 2 * (50 + 30) * 0.8, g
+        assert g["recv_pps"] == pytest.approx(g["sent_pps"] * 11, rel=0.05), g
+        assert g["sent_mbps"] > 0 and g["recv_mbps"] > 10 * g["sent_mbps"] * 0.9, g
+        assert g["recv_rtp"] > 10_000, g
+        assert g["loss_ratio"] < 0.01, g
+        assert g["lost"] < 0.01 * g["recv_rtp"], g
+        assert g["keyframes_sent"] >= 2, g  # the periodic ones, at least
+        for key in ("latency_p50_ms", "latency_p99_ms", "latency_max_ms"):
+            assert isinstance(g[key], float) and 0 < g[key] < 1000, (key, g)
+        assert g["latency_p50_ms"] <= g["latency_p99_ms"] <= g["latency_max_ms"]
+        assert g["latency_samples"] > 10_000
+        assert g["cpu_cores"] is not None and g["cpu_cores"] > 0, g
+
+        # The server's process, found from its port: CPU over the window, RSS, pps per core.
+        s = r["server"]
+        assert s["pid"] == server.proc.pid
+        assert s["cpu_cores"] > 0 and s["cpu_percent_of_core"] == pytest.approx(
+            s["cpu_cores"] * 100, abs=0.1
+        )
+        assert s["rss_bytes"] > 10 * 2**20
+        assert s["out_pps"] == pytest.approx(g["recv_pps"], rel=0.1)
+        assert s["out_pps_per_core"] == pytest.approx(s["out_pps"] / s["cpu_cores"], rel=0.01)
+
+        # The server's own counters beside the generator's, over the same window.
+        names = {c["name"]: c for c in r["counters"]}
+        assert set(names) == {
+            "udp_packets_to_server", "udp_bytes_to_server", "udp_packets_from_server",
+            "udp_bytes_from_server", "rtp_forwarded_vs_received",
+        }
+        for c in r["counters"]:
+            assert c["server"] > 1000, c
+            assert abs(c["server"] - c["generator"]) <= 0.01 * max(c["server"], c["generator"]), c
+            assert c["agree"] is True
+        assert r["counters_agree"] is True and r["ok"] is True
+
+        # The human summary carries the same figures.
+        status, out, err = await run_load(
+            server, *ROOM, "--room-prefix", "human", "--warmup", "0.5", "--duration", "1"
+        )
+        assert status == 0, f"load exited {status}\n{out}\n{err}"
+        for label in ("joins", "join time p50/p95/max", "join -> first media p50/p95", "sent",
+                      "received", "loss", "latency p50/p99/max", "generator cpu", "server cpu",
+                      "server rss", "server out pps per core", "udp_packets_to_server",
+                      "rtp_forwarded_vs_received", "result: ok"):
+            assert re.search(rf"^{re.escape(label)}", out, re.MULTILINE), (label, out)
+        assert "12/12 ok, 0 failed" in out
+        # The live progress line went to stderr.
+        assert "joined 12/12" in err
+
+
+async def test_a_wrong_secret_fails_every_join_with_its_reason(tmp_path: Path) -> None:
+    async with server_process(tmp_path) as server:
+        status, out, err = await run_load(
+            server, "--participants", "3", "--warmup", "0", "--duration", "0.5", "--json",
+            "--secret", "an0ther-s3cret-that-the-server-does-not-know-Hk3",
+        )
+        assert status == 1, (out, err)
+        r = json.loads(out)
+        assert r["joins"]["failed"] == 3
+        assert r["joins"]["failures"] == {"error:unauthorized": 3}
+        assert r["ok"] is False
