@@ -120,7 +120,7 @@ impl Runner {
                     }
                 }
             }
-            if events.is_empty() && self.outbox.is_blocked() {
+            if events.is_empty() && !wait.is_zero() && self.outbox.is_blocked() {
                 // A missed edge costs at most one wait: try again after it.
                 self.outbox.writable();
             }
