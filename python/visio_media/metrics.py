@@ -25,6 +25,8 @@ _COUNTERS = (
     ("peer_panics", "visio_peer_panics", "Peers dropped because handling them panicked (bugs)."),
     ("events_dropped", "visio_engine_events_dropped",
      "Engine events lost because the event queue was full."),
+    ("send_blocked", "visio_udp_send_blocked",
+     "Times a shard's socket send buffer was full: the rest of the batch waited for it to drain."),
 )
 _GAUGES = (
     ("peers", "visio_engine_peers", "WebRTC peers held by the engine."),
@@ -53,7 +55,9 @@ class EngineCollector(Collector):
             "Datagrams dropped, by reason. peer_rejected: refused from a peer's own address "
             "(SRTP/SRTCP replayed, tampered or for no negotiated stream; STUN/DTLS its stack "
             "refused). unverified_address: held back from, or not sent to, an address that has "
-            "not answered our STUN check.",
+            "not answered our STUN check. rx_queue_overflow: dropped by the kernel, the socket "
+            "receive buffer was full. send_buffer_full: too many datagrams waited for a full "
+            "send buffer. send_failed: the kernel refused the datagram.",
             labels=["reason"],
         )
         raw_drops = snap.get("drops", {})

@@ -54,6 +54,11 @@ async def test_metrics_add_up_during_a_call_and_return_to_zero() -> None:
             assert during["visio_udp_sent_packets_total"] >= forwarded
             assert during["visio_udp_sent_bytes_total"] > during["visio_udp_sent_packets_total"]
             assert during["visio_peer_panics_total"] == 0
+            # The I/O losses the engine counts are exported even when nothing was lost.
+            assert during["visio_udp_send_blocked_total"] >= 0
+            for reason in ("rx_queue_overflow", "send_buffer_full", "send_failed"):
+                key = f"visio_udp_dropped_packets_total{{reason={reason}}}"
+                assert key in during, f"no {key}"
             snap = srv.app_engine_stats()
             assert snap["rtp_forwarded"] >= forwarded, "the scrape reads the engine's counters"
             await alice.client.leave()

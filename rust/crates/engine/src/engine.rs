@@ -127,6 +127,7 @@ impl Engine {
             poll,
             commands: rx,
             sink: self.sink.clone(),
+            outbox: udp::Outbox::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("visio-shard-{index}"))

@@ -1,7 +1,15 @@
 //! Identifiers shared by the engine and its callers.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+
+/// A map keyed by one of our own integer ids (`PeerId`, `TrackId`), looked up several times
+/// per forwarded packet. It uses Fx (one multiply per key) instead of SipHash: these ids are
+/// allocated by the engine from counters, never taken from the network, so nobody outside can
+/// choose keys that collide and HashDoS is not a concern. Maps keyed by anything a remote
+/// sends (`SocketAddr`, SSRC, ufrag, mid) keep the standard DoS-resistant hasher.
+pub type IdMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// A peer (one WebRTC transport, one `Rtc`), unique across the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -18,7 +18,7 @@ use str0m::{Candidate, Input, Rtc, RtcConfig};
 
 use crate::error::{Error, Result};
 use crate::event::MediaKind;
-use crate::ids::{PeerId, RoomId, TrackId};
+use crate::ids::{IdMap, PeerId, RoomId, TrackId};
 use crate::offer::{parse_offer, sdp_error};
 use crate::rewrite::Rewriter;
 use crate::sdp_text;
@@ -106,7 +106,12 @@ pub struct Peer {
     pub addrs: Vec<SocketAddr>,
     pub published: HashMap<Mid, TrackId>,
     pub ssrc_tracks: HashMap<Ssrc, TrackId>,
+    /// What this peer receives. Change its membership only through `subscribe`,
+    /// `unsubscribe` and `accept_answer`, which keep `out_index` in step.
     pub outgoing: Vec<OutTrack>,
+    /// Track → its position in `outgoing`, so forwarding a packet costs one lookup per
+    /// subscriber instead of a scan of everything that subscriber receives.
+    out_index: IdMap<TrackId, usize>,
     /// Lines of ours that carry nothing now, ready for the next subscription of their kind.
     pub idle: Vec<IdleLine>,
     /// Our lines that changed hands: mid → the `a=msid` value they carry now (str0m keeps the
@@ -170,6 +175,7 @@ impl Peer {
             published: HashMap::new(),
             ssrc_tracks: HashMap::new(),
             outgoing: Vec::new(),
+            out_index: IdMap::default(),
             idle: Vec::new(),
             msids: HashMap::new(),
             pending: None,
@@ -239,6 +245,7 @@ impl Peer {
             }
             _ => true,
         });
+        self.reindex_outgoing();
         Ok(opened)
     }
 
@@ -352,8 +359,24 @@ impl Peer {
         sdp_text::candidates_in_every_section(&with_msids)
     }
 
+    /// Rebuilds `out_index` after `outgoing` gained, lost or reordered entries (control
+    /// path only: subscribe, unsubscribe, answers).
+    fn reindex_outgoing(&mut self) {
+        self.out_index.clear();
+        for (i, o) in self.outgoing.iter().enumerate() {
+            self.out_index.insert(o.track, i);
+        }
+    }
+
+    /// Where `track` sits in `outgoing`.
+    fn out_position(&self, track: TrackId) -> Option<usize> {
+        let i = *self.out_index.get(&track)?;
+        // The index is rebuilt on every membership change; checking it costs one compare.
+        (self.outgoing.get(i)?.track == track).then_some(i)
+    }
+
     pub fn subscribe(&mut self, track: TrackId, kind: MediaKind, stream_id: String) -> bool {
-        if self.outgoing.iter().any(|o| o.track == track) {
+        if self.out_position(track).is_some() {
             return false;
         }
         // A free line of its kind, if any, is given when the next offer is made.
@@ -369,21 +392,24 @@ impl Peer {
             rewriter: Rewriter::new(clock),
             pt_map: Vec::new(),
         });
+        self.out_index.insert(track, self.outgoing.len() - 1);
         true
     }
 
     /// Marks the subscription for removal. Returns false if there was none.
     pub fn unsubscribe(&mut self, track: TrackId) -> bool {
-        let Some(i) = self.outgoing.iter().position(|o| o.track == track) else {
+        let Some(i) = self.out_position(track) else {
             return false;
         };
         match self.outgoing[i].state {
             OutState::ToOpen => {
                 self.outgoing.remove(i);
+                self.reindex_outgoing();
             }
             OutState::ToReuse(mid) => {
                 // Never offered: the line goes back to the idle ones as it was.
                 let o = self.outgoing.remove(i);
+                self.reindex_outgoing();
                 self.idle.push(IdleLine {
                     mid,
                     kind: o.kind,
@@ -407,7 +433,7 @@ impl Peer {
         pkt: &RtpPacket,
         now: Instant,
     ) -> Result<Forwarded> {
-        let Some(i) = self.outgoing.iter().position(|o| o.track == src.track) else {
+        let Some(i) = self.out_position(src.track) else {
             return Ok(Forwarded::NotOpen);
         };
         let Some(mid) = self.outgoing[i].open_mid() else {

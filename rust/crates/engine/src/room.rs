@@ -10,7 +10,7 @@ use std::time::Instant;
 use str0m::media::Mid;
 
 use crate::event::MediaKind;
-use crate::ids::{PeerId, RoomId, TrackId};
+use crate::ids::{IdMap, PeerId, RoomId, TrackId};
 
 #[derive(Debug)]
 pub struct Track {
@@ -77,7 +77,7 @@ pub struct Room {
 #[derive(Debug, Default)]
 pub struct Rooms {
     rooms: HashMap<RoomId, Room>,
-    tracks: HashMap<TrackId, Track>,
+    tracks: IdMap<TrackId, Track>,
 }
 
 impl Rooms {

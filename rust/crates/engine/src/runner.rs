@@ -16,7 +16,7 @@ use crate::ids::{PeerId, RoomId, TrackId};
 use crate::notify::EventSink;
 use crate::shard::ShardCore;
 use crate::stats::DropReason;
-use crate::udp::{self, RecvBatch};
+use crate::udp::{Outbox, RecvBatch};
 
 pub(crate) const SOCKET: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
@@ -69,6 +69,8 @@ pub(crate) struct Runner {
     pub poll: Poll,
     pub commands: Receiver<Command>,
     pub sink: EventSink,
+    /// Datagrams on their way out, waiting there while the socket's send buffer is full.
+    pub outbox: Outbox,
 }
 
 pub(crate) fn new_poll() -> std::io::Result<(Poll, Arc<Waker>)> {
@@ -91,6 +93,8 @@ impl Runner {
         let mut events = Events::with_capacity(16);
         let mut batch = RecvBatch::default();
         let mut more_to_read = true;
+        // Whether the socket is watched for writability too (only while sends wait).
+        let mut watching_writes = false;
         loop {
             let now = Instant::now();
             let wait = if more_to_read {
@@ -108,8 +112,17 @@ impl Runner {
             }
             for ev in events.iter() {
                 if ev.token() == SOCKET {
-                    more_to_read = true;
+                    if ev.is_readable() || ev.is_error() {
+                        more_to_read = true;
+                    }
+                    if ev.is_writable() || ev.is_error() {
+                        self.outbox.writable();
+                    }
                 }
+            }
+            if events.is_empty() && !wait.is_zero() && self.outbox.is_blocked() {
+                // A missed edge costs at most one wait: try again after it.
+                self.outbox.writable();
             }
             if !self.handle_commands() {
                 self.core.close_all(Instant::now());
@@ -121,6 +134,22 @@ impl Runner {
             }
             self.core.handle_timeout(Instant::now());
             self.flush();
+            if self.outbox.is_blocked() != watching_writes {
+                watching_writes = self.outbox.is_blocked();
+                let interest = if watching_writes {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .reregister(&mut SourceFd(&fd), SOCKET, interest)
+                {
+                    tracing::error!("shard cannot watch its socket: {e}");
+                    return;
+                }
+            }
         }
     }
 
@@ -168,6 +197,12 @@ impl Runner {
             match batch.recv(&self.socket) {
                 Ok(0) => return false,
                 Ok(_) => {
+                    let kernel_drops = batch.take_kernel_drops();
+                    if kernel_drops > 0 {
+                        self.core
+                            .stats()
+                            .count_drops(DropReason::RxQueueOverflow, kernel_drops);
+                    }
                     let now = Instant::now();
                     for (source, data, truncated) in batch.iter() {
                         let stats = self.core.stats();
@@ -195,19 +230,17 @@ impl Runner {
         true
     }
 
+    /// Sends what the core queued (or queues it behind datagrams still waiting for the socket)
+    /// and hands its events to Python.
     fn flush(&mut self) {
-        let out: Vec<_> = self.core.take_transmits().collect();
-        if !out.is_empty() {
-            let refs: Vec<_> = out
-                .iter()
-                .map(|t| (t.destination, t.contents.as_slice()))
-                .collect();
-            udp::send_batch(&self.socket, &refs);
-        }
         let stats = Arc::clone(self.core.stats());
-        let events: Vec<_> = self.core.take_events().collect();
-        if !events.is_empty() {
-            self.sink.send_batch(events.into_iter(), &stats);
+        for t in self.core.take_transmits() {
+            self.outbox.push(t, &stats);
+        }
+        self.outbox.flush(&self.socket, &stats);
+        let mut events = self.core.take_events().peekable();
+        if events.peek().is_some() {
+            self.sink.send_batch(events, &stats);
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::demux::{self, Kind};
 use crate::dtls_probe;
 use crate::error::{Error, Result};
 use crate::event::{EngineEvent, MediaKind};
-use crate::ids::{PeerId, RoomId, TrackId};
+use crate::ids::{IdMap, PeerId, RoomId, TrackId};
 use crate::peer::{Forwarded, OutState, Peer, Source};
 use crate::room::{Rooms, Track};
 use crate::srtp_probe::{self, SrtcpReplay};
@@ -59,8 +59,9 @@ pub struct ShardCore {
     /// The socket address peers send to (the announced candidate).
     local: SocketAddr,
     settings: ShardSettings,
-    peers: HashMap<PeerId, Peer>,
+    peers: IdMap<PeerId, Peer>,
     by_ufrag: HashMap<String, PeerId>,
+    /// Keyed by what the network sends us: keeps the DoS-resistant default hasher.
     by_addr: HashMap<SocketAddr, PeerId>,
     rooms: Rooms,
     timers: Timers,
@@ -78,7 +79,7 @@ pub struct ShardCore {
     /// Reused for a STUN check released by `addr_guard`.
     released: Vec<u8>,
     /// SRTCP replay windows of the peers that sent SRTCP.
-    srtcp: HashMap<PeerId, SrtcpReplay>,
+    srtcp: IdMap<PeerId, SrtcpReplay>,
 }
 
 /// How often active speakers are re-evaluated.
@@ -95,7 +96,7 @@ impl ShardCore {
         ShardCore {
             local,
             settings,
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             rooms: Rooms::default(),
@@ -110,7 +111,7 @@ impl ShardCore {
             next_speaker_tick: Instant::now() + SPEAKER_TICK,
             fanout: Vec::new(),
             released: Vec::new(),
-            srtcp: HashMap::new(),
+            srtcp: IdMap::default(),
         }
     }
 

@@ -28,10 +28,18 @@ pub enum DropReason {
     /// A datagram from or to an address that has not yet proven it receives what we send
     /// there (`addr_guard`): a connected peer's STUN check held back, or media not sent.
     UnverifiedAddress,
+    /// Dropped by the kernel before we read it: the socket's receive buffer was full
+    /// (reported by `SO_RXQ_OVFL`; never counted in `packets_in`).
+    RxQueueOverflow,
+    /// On the way out: more datagrams waited for a full socket send buffer than
+    /// `udp::MAX_WAITING`; the oldest went.
+    SendBufferFull,
+    /// On the way out: the kernel refused the datagram (e.g. destination unreachable).
+    SendFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::UnknownSource,
         DropReason::StunUnknownUfrag,
         DropReason::StunRejected,
@@ -40,6 +48,9 @@ impl DropReason {
         DropReason::PeerRejected,
         DropReason::NoCodec,
         DropReason::UnverifiedAddress,
+        DropReason::RxQueueOverflow,
+        DropReason::SendBufferFull,
+        DropReason::SendFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +63,9 @@ impl DropReason {
             DropReason::PeerRejected => "peer_rejected",
             DropReason::NoCodec => "no_codec",
             DropReason::UnverifiedAddress => "unverified_address",
+            DropReason::RxQueueOverflow => "rx_queue_overflow",
+            DropReason::SendBufferFull => "send_buffer_full",
+            DropReason::SendFailed => "send_failed",
         }
     }
 
@@ -77,12 +91,18 @@ pub struct ShardStats {
     pub tracks: AtomicU64,
     pub peer_panics: AtomicU64,
     pub events_dropped: AtomicU64,
+    /// Times `sendmmsg` found the socket send buffer full and sending waited for it to drain.
+    pub send_blocked: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl ShardStats {
     pub fn count_drop(&self, reason: DropReason) {
-        self.drops[reason.index()].fetch_add(1, Relaxed);
+        self.count_drops(reason, 1);
+    }
+
+    pub fn count_drops(&self, reason: DropReason, n: u64) {
+        self.drops[reason.index()].fetch_add(n, Relaxed);
     }
 
     pub fn drops(&self, reason: DropReason) -> u64 {
@@ -178,6 +198,7 @@ pub struct ShardSnapshot {
     pub tracks: u64,
     pub peer_panics: u64,
     pub events_dropped: u64,
+    pub send_blocked: u64,
     pub drops: Vec<(&'static str, u64)>,
 }
 
@@ -198,6 +219,7 @@ impl ShardStats {
             tracks: self.tracks.load(Relaxed),
             peer_panics: self.peer_panics.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
+            send_blocked: self.send_blocked.load(Relaxed),
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (r.as_str(), self.drops(*r)))

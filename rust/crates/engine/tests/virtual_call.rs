@@ -627,4 +627,64 @@ fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
         "bob receives third's video: {}",
         indices.len()
     );
+
+/// Forwarding finds a subscriber's line for a track through an index, not a scan. Removing
+/// an earlier subscription shifts the later ones; the index must follow, or the tracks
+/// subscribed after it stop reaching the subscriber.
+#[test]
+fn dropping_one_subscription_keeps_the_later_ones_forwarding() {
+    let mut sim = Sim::new();
+    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
+    let carol = sim.join("room", "carol", &[(MediaKind::Video, Direction::SendOnly)]);
+    let dave = sim.join("room", "dave", &[(MediaKind::Video, Direction::SendOnly)]);
+    let bob_peer = sim.clients[bob].peer;
+    assert!(sim.run_until(5 * SECOND, |s| s
+        .clients
+        .iter()
+        .all(|c| s.core.peer_connected(c.peer))));
+    let track_of = |sim: &Sim, client: usize| {
+        sim.events
+            .iter()
+            .find_map(|e| match e {
+                EngineEvent::TrackPublished { peer, track, .. }
+                    if *peer == sim.clients[client].peer =>
+                {
+                    Some(*track)
+                }
+                _ => None,
+            })
+            .expect("a published video track")
+    };
+    let (carol_track, dave_track) = (track_of(&sim, carol), track_of(&sim, dave));
+    for t in [carol_track, dave_track] {
+        sim.core
+            .subscribe(bob_peer, t, sim.now)
+            .expect("bob subscribes");
+        assert!(sim.run_until(SECOND, |s| s
+            .core
+            .subscription_states(bob_peer)
+            .iter()
+            .all(|(_, st)| matches!(st, OutState::Open(_)))));
+    }
+    sim.core
+        .unsubscribe(bob_peer, carol_track, sim.now)
+        .expect("bob drops carol");
+    assert!(sim.run_until(SECOND, |s| {
+        s.core.subscription_states(bob_peer).len() == 1
+    }));
+    assert_eq!(sim.core.subscription_states(bob_peer)[0].0, dave_track);
+    sim.clients[bob].events.clear();
+    send_video(&mut sim, dave, 50);
+    sim.run_until(SECOND, |_| false);
+    let (indices, _) = received_video(&sim, bob);
+    assert!(
+        indices.len() >= 45,
+        "dave's video still reaches bob: {}",
+        indices.len()
+    );
+    sim.clients[bob].events.clear();
+    send_video(&mut sim, carol, 50);
+    sim.run_until(SECOND, |_| false);
+    let (indices, _) = received_video(&sim, bob);
+    assert!(indices.is_empty(), "carol's video no longer reaches bob");
 }
