@@ -627,6 +627,7 @@ fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
         "bob receives third's video: {}",
         indices.len()
     );
+}
 
 /// Forwarding finds a subscriber's line for a track through an index, not a scan. Removing
 /// an earlier subscription shifts the later ones; the index must follow, or the tracks
