@@ -104,3 +104,21 @@ async def test_a_wrong_secret_fails_every_join_with_its_reason(tmp_path: Path) -
         assert r["joins"]["failed"] == 3
         assert r["joins"]["failures"] == {"error:unauthorized": 3}
         assert r["ok"] is False
+
+
+async def test_more_than_a_hundred_participants_all_join_and_the_server_metrics_are_read(
+    tmp_path: Path,
+) -> None:
+    # aiohttp's client pools 100 connections by default: the 101st WebSocket (and every
+    # /metrics scrape after the 100th join) would wait for a free one until its time ran out.
+    async with server_process(tmp_path, "[room]\nmax_participants = 200\n") as server:
+        status, out, err = await run_load(
+            server, "--participants", "105", "--audio-publishers", "1", "--video-publishers",
+            "0", "--join-rate", "100", "--warmup", "0.5", "--duration", "1", "--json",
+        )
+        r = json.loads(out)
+        assert r["joins"]["failures"] == {}, r["joins"]
+        assert r["joins"]["succeeded"] == 105
+        assert len(r["counters"]) == 5, r["counters"]
+        assert r["server"]["out_pps"] is not None and r["server"]["out_pps"] > 0
+        assert status == 0, f"load exited {status}\n{out}\n{err}"

@@ -297,7 +297,10 @@ class LoadRun:
                 self.server_pid = probe.find_listening_pid(port)
         self.gen.start()
         try:
-            async with aiohttp.ClientSession() as session:
+            # No pool limit: aiohttp's default of 100 connections would hold the 101st
+            # participant's WebSocket, and every /metrics scrape, until their time ran out.
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as session:
                 self.session = session
                 return await self._run(session)
         finally:
