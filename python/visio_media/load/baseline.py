@@ -21,9 +21,12 @@ from visio_media.load.report import generator_figures
 if TYPE_CHECKING:
     from visio_media.load.runner import LoadOptions
 
-# Media pauses this long at each edge of the counter window, so nothing is in flight when the
-# relay's and the generator's counters are read: they must then agree exactly.
+# Media pauses at each edge of the counter window until nothing is in flight (the relay's and the
+# generator's counts meet, or stop moving: a loss) when they are read: they must then agree
+# exactly. At least DRAIN_SECONDS, at most DRAIN_LIMIT_SECONDS (a starved thread may lag).
 DRAIN_SECONDS = 0.5
+DRAIN_LIMIT_SECONDS = 10.0
+DRAIN_POLL_SECONDS = 0.1
 PROGRESS_INTERVAL_SECONDS = 1.0
 
 # (name, relay counter, generator counter): the same datagrams counted at both ends.
@@ -69,6 +72,28 @@ class RelayBaseline:
             await asyncio.sleep(min(PROGRESS_INTERVAL_SECONDS, left))
             if self.o.progress:
                 self._progress(gen, relay, prev)
+
+    async def _drain(self, gen: LoadGen, relay: Relay) -> tuple[dict[str, Any], dict[str, int]]:
+        """With media paused: waits until the relay and the generator counted the same datagrams
+        both ways (or their counts stopped moving for DRAIN_SECONDS: something was lost), and
+        returns (generator totals, relay counters) read then."""
+        await asyncio.sleep(DRAIN_SECONDS)
+        deadline = time.monotonic() + DRAIN_LIMIT_SECONDS
+        last: tuple[int, ...] | None = None
+        still_since = time.monotonic()
+        while True:
+            totals, rs = gen.stats()["totals"], relay.stats()
+            now = (totals["datagrams_out"], rs["datagrams_in"], rs["datagrams_out"],
+                   totals["datagrams_in"])
+            if now[0] == now[1] and now[2] == now[3]:
+                return totals, rs
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= DRAIN_SECONDS:
+                return totals, rs
+            if time.monotonic() >= deadline:
+                return totals, rs
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     async def run(self) -> dict[str, Any]:
         o = self.o
@@ -122,8 +147,7 @@ class RelayBaseline:
 
         # Counter window start: paused and drained, then both sides read.
         gen.set_sending(False)
-        await asyncio.sleep(DRAIN_SECONDS)
-        start, relay_start = gen.stats()["totals"], relay.stats()
+        start, relay_start = await self._drain(gen, relay)
         gen.set_sending(True)
         steady_start, relay_steady_start = gen.stats()["totals"], relay.stats()
         cpu_start = probe.thread_cpu_sample(pid, tid) if tid is not None else None
@@ -138,9 +162,8 @@ class RelayBaseline:
         )
         # Counter window end.
         gen.set_sending(False)
-        await asyncio.sleep(DRAIN_SECONDS)
+        end, relay_end = await self._drain(gen, relay)
         final = gen.stats()
-        end, relay_end = final["totals"], relay.stats()
         if o.progress:
             print(file=self.out)
 
