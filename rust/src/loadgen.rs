@@ -55,6 +55,7 @@ fn client_dict<'py>(py: Python<'py>, c: &ClientSnapshot) -> PyResult<Bound<'py, 
     d.set_item("datagram_bytes_in", c.datagram_bytes_in)?;
     d.set_item("send_failures", c.send_failures)?;
     d.set_item("ice_disconnected", c.ice_disconnected)?;
+    d.set_item("foreign_in", c.foreign_in)?;
     Ok(d)
 }
 

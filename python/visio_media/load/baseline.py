@@ -222,6 +222,7 @@ class RelayBaseline:
             "relay_datagrams_out": relay_end["datagrams_out"],
             "generator_datagrams_in": end["datagrams_in"],
             "relay_unrouted": relay_end["unrouted"],
+            "generator_foreign_in": end["foreign_in"],
         }
         counters_exact = all(c["equal"] for c in counters) and (
             totals["generator_datagrams_out"] == totals["relay_datagrams_in"]

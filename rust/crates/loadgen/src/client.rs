@@ -68,6 +68,9 @@ pub struct ClientStats {
     pub datagram_bytes_in: AtomicU64,
     /// Datagrams the kernel refused to send (socket buffer full, unreachable).
     pub send_failures: AtomicU64,
+    /// Raw mode: datagrams from anyone but the relay (not in `datagrams_in`), e.g. a server still
+    /// sending to a port a participant of an earlier run had.
+    pub foreign_in: AtomicU64,
     /// ICE gave up (disconnected) after having connected, or never connected.
     pub ice_disconnected: AtomicU64,
 }
@@ -312,6 +315,12 @@ impl Client {
     }
 
     pub fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8], hist: &Histogram) {
+        if let Transport::Raw(raw) = &self.transport {
+            if source != raw.relay {
+                self.stats.foreign_in.fetch_add(1, Relaxed);
+                return;
+            }
+        }
         self.stats.datagrams_in.fetch_add(1, Relaxed);
         self.stats
             .datagram_bytes_in

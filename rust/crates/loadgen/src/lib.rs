@@ -86,6 +86,7 @@ pub struct ClientSnapshot {
     pub datagram_bytes_in: u64,
     pub send_failures: u64,
     pub ice_disconnected: u64,
+    pub foreign_in: u64,
 }
 
 /// Everything `stats` reports.
@@ -132,6 +133,7 @@ fn snap(id: u64, s: &ClientStats) -> ClientSnapshot {
         datagram_bytes_in: s.datagram_bytes_in.load(Relaxed),
         send_failures: s.send_failures.load(Relaxed),
         ice_disconnected: s.ice_disconnected.load(Relaxed),
+        foreign_in: s.foreign_in.load(Relaxed),
     }
 }
 
@@ -309,6 +311,7 @@ impl LoadGen {
             t.datagram_bytes_in += c.datagram_bytes_in;
             t.send_failures += c.send_failures;
             t.ice_disconnected += c.ice_disconnected;
+            t.foreign_in += c.foreign_in;
         }
         let mut counts = vec![0u64; recv::BUCKETS];
         let mut max = 0;
