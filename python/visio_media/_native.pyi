@@ -1,6 +1,6 @@
 """Typed surface of the Rust extension; checked by `python -m mypy.stubtest visio_media._native`."""
 
-__all__ = ["Engine", "EngineError", "LoadGen", "__version__", "inspect_offer"]
+__all__ = ["Engine", "EngineError", "LoadGen", "Relay", "__version__", "inspect_offer"]
 
 from typing import Any, final
 
@@ -64,7 +64,33 @@ class LoadGen:
         audio_loud: bool = True,
         dtx: bool = False,
     ) -> tuple[int, str]: ...
+    def add_raw_client(
+        self,
+        *,
+        relay: tuple[str, int],
+        audio: bool,
+        video: bool,
+        video_bitrate_bps: int = 1_500_000,
+        video_packet_bytes: int = 1200,
+        keyframe_interval_s: float = 2.0,
+        audio_loud: bool = True,
+        dtx: bool = False,
+    ) -> tuple[int, tuple[str, int]]:
+        """A raw-mode participant (the relay baseline): the same media as `add_client` in plain
+        RTP to `relay`, no handshake. Returns its id and its socket's (ip, port)."""
     def apply_answer(self, client_id: int, sdp: str) -> None: ...
     def apply_offer(self, client_id: int, sdp: str) -> str: ...
     def remove_client(self, client_id: int) -> None: ...
     def stats(self) -> dict[str, Any]: ...
+
+@final
+class Relay:
+    """The raw ceiling: a minimal UDP relay thread (recvmmsg -> sendmmsg, no crypto, no
+    parsing) forwarding each datagram from a routed source to that source's destinations."""
+
+    def __new__(cls, *, bind_ip: str) -> Relay: ...
+    def address(self) -> tuple[str, int]: ...
+    def thread_id(self) -> int | None: ...
+    def set_route(self, source: tuple[str, int], destinations: list[tuple[str, int]]) -> None: ...
+    def stop(self) -> None: ...
+    def stats(self) -> dict[str, int]: ...

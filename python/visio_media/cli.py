@@ -302,6 +302,17 @@ def _add_load(commands: Any) -> None:
     load.add_argument("--room-prefix", default="load", help="room names: PREFIX-0, PREFIX-1...")
     load.add_argument("--server-pid", type=_positive_int, help="server process (else by port)")
     load.add_argument("--metrics-url", help="server /metrics (default: from --url)")
+    load.add_argument(
+        "--baseline",
+        choices=("relay",),
+        help="relay: the same traffic in plain RTP through a minimal recvmmsg/sendmmsg relay "
+        "in this process (the raw ceiling; no server, no key needed)",
+    )
+    load.add_argument(
+        "--with-baseline",
+        action="store_true",
+        help="after the server run, run the relay baseline and report the server's share of it",
+    )
     load.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     load.add_argument("--no-progress", action="store_true", help="no live progress line")
     load.add_argument(
@@ -324,7 +335,9 @@ def _load(args: argparse.Namespace) -> int:
             raise _Failure(f"cannot read --secret-file: {e}", EXIT_UNAVAILABLE) from e
     else:
         secret = os.environ.get(ENV_SECRET, "")
-    if secret == "":
+    if args.baseline is not None and args.with_baseline:
+        raise _Failure("--baseline and --with-baseline exclude each other", EXIT_UNAVAILABLE)
+    if secret == "" and args.baseline is None:
         raise _Failure(
             f"no signing key: set {ENV_SECRET}, or pass --secret or --secret-file",
             EXIT_UNAVAILABLE,
@@ -356,6 +369,8 @@ def _load(args: argparse.Namespace) -> int:
         server_pid=args.server_pid,
         metrics_url=args.metrics_url,
         progress=not (args.json or args.no_progress),
+        baseline=args.baseline,
+        with_baseline=args.with_baseline,
     )
     try:
         return run_load(options, as_json=args.json)

@@ -15,6 +15,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EngineError", m.py().get_type::<errors::EngineError>())?;
     m.add_class::<engine::Engine>()?;
     m.add_class::<loadgen::LoadGen>()?;
+    m.add_class::<loadgen::Relay>()?;
     m.add_function(wrap_pyfunction!(offer::inspect_offer, m)?)?;
     Ok(())
 }

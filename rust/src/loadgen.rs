@@ -1,7 +1,7 @@
 //! The `LoadGen` class: argument conversion around `visio_loadgen::LoadGen`, calls that wait
 //! on worker threads release the GIL.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
@@ -55,7 +55,51 @@ fn client_dict<'py>(py: Python<'py>, c: &ClientSnapshot) -> PyResult<Bound<'py, 
     d.set_item("datagram_bytes_in", c.datagram_bytes_in)?;
     d.set_item("send_failures", c.send_failures)?;
     d.set_item("ice_disconnected", c.ice_disconnected)?;
+    d.set_item("foreign_in", c.foreign_in)?;
     Ok(d)
+}
+
+fn socket_addr(a: &(String, u16)) -> PyResult<SocketAddr> {
+    let ip: IpAddr =
+        a.0.parse()
+            .map_err(|_| PyValueError::new_err(format!("not an IP address: {:?}", a.0)))?;
+    Ok(SocketAddr::new(ip, a.1))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn client_options(
+    audio: bool,
+    video: bool,
+    video_bitrate_bps: u64,
+    video_packet_bytes: usize,
+    keyframe_interval_s: f64,
+    audio_loud: bool,
+    dtx: bool,
+) -> PyResult<ClientOptions> {
+    if !(keyframe_interval_s.is_finite() && keyframe_interval_s > 0.0) {
+        return Err(PyValueError::new_err(
+            "keyframe_interval_s must be a positive number",
+        ));
+    }
+    if !(100..=1400).contains(&video_packet_bytes) {
+        return Err(PyValueError::new_err(
+            "video_packet_bytes must be 100..=1400",
+        ));
+    }
+    if !(10_000..=50_000_000).contains(&video_bitrate_bps) {
+        return Err(PyValueError::new_err(
+            "video_bitrate_bps must be 10000..=50000000",
+        ));
+    }
+    Ok(ClientOptions {
+        audio,
+        video,
+        video_bitrate_bps,
+        video_packet_bytes,
+        keyframe_interval: Duration::from_secs_f64(keyframe_interval_s),
+        audio_loud,
+        dtx,
+    })
 }
 
 #[pymethods]
@@ -99,31 +143,49 @@ impl LoadGen {
         audio_loud: bool,
         dtx: bool,
     ) -> PyResult<(u64, String)> {
-        if !(keyframe_interval_s.is_finite() && keyframe_interval_s > 0.0) {
-            return Err(PyValueError::new_err(
-                "keyframe_interval_s must be a positive number",
-            ));
-        }
-        if !(100..=1400).contains(&video_packet_bytes) {
-            return Err(PyValueError::new_err(
-                "video_packet_bytes must be 100..=1400",
-            ));
-        }
-        if !(10_000..=50_000_000).contains(&video_bitrate_bps) {
-            return Err(PyValueError::new_err(
-                "video_bitrate_bps must be 10000..=50000000",
-            ));
-        }
-        let opts = ClientOptions {
+        let opts = client_options(
             audio,
             video,
             video_bitrate_bps,
             video_packet_bytes,
-            keyframe_interval: Duration::from_secs_f64(keyframe_interval_s),
+            keyframe_interval_s,
             audio_loud,
             dtx,
-        };
+        )?;
         py.detach(|| self.read().add_client(opts)).map_err(to_py)
+    }
+
+    /// A raw-mode participant (the relay baseline): plain RTP to `relay`, no handshake.
+    #[pyo3(signature = (*, relay, audio, video, video_bitrate_bps = 1_500_000,
+                        video_packet_bytes = 1200, keyframe_interval_s = 2.0, audio_loud = true,
+                        dtx = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_raw_client(
+        &self,
+        py: Python<'_>,
+        relay: (String, u16),
+        audio: bool,
+        video: bool,
+        video_bitrate_bps: u64,
+        video_packet_bytes: usize,
+        keyframe_interval_s: f64,
+        audio_loud: bool,
+        dtx: bool,
+    ) -> PyResult<(u64, (String, u16))> {
+        let relay = socket_addr(&relay)?;
+        let opts = client_options(
+            audio,
+            video,
+            video_bitrate_bps,
+            video_packet_bytes,
+            keyframe_interval_s,
+            audio_loud,
+            dtx,
+        )?;
+        let (id, local) = py
+            .detach(|| self.read().add_raw_client(opts, relay))
+            .map_err(to_py)?;
+        Ok((id, (local.ip().to_string(), local.port())))
     }
 
     fn apply_answer(&self, py: Python<'_>, client_id: u64, sdp: String) -> PyResult<()> {
@@ -158,6 +220,76 @@ impl LoadGen {
         totals.set_item("latency_max_us", s.latency_max_us)?;
         totals.set_item("latency_samples", s.latency_samples)?;
         d.set_item("totals", totals)?;
+        Ok(d)
+    }
+}
+
+/// The raw ceiling: `visio_loadgen::Relay`, a minimal recvmmsg -> sendmmsg UDP relay thread.
+#[pyclass(module = "visio_media._native", frozen)]
+pub struct Relay {
+    inner: std::sync::Mutex<visio_loadgen::Relay>,
+}
+
+impl Relay {
+    fn lock(&self) -> std::sync::MutexGuard<'_, visio_loadgen::Relay> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[pymethods]
+impl Relay {
+    /// Binds a socket on `bind_ip` (a free port) and starts the relay thread.
+    #[new]
+    #[pyo3(signature = (*, bind_ip))]
+    fn new(py: Python<'_>, bind_ip: &str) -> PyResult<Self> {
+        let ip: IpAddr = bind_ip.parse().map_err(|_| {
+            PyValueError::new_err(format!("bind_ip is not an IP address: {bind_ip:?}"))
+        })?;
+        let inner = py
+            .detach(|| visio_loadgen::Relay::start(ip))
+            .map_err(to_py)?;
+        Ok(Relay {
+            inner: std::sync::Mutex::new(inner),
+        })
+    }
+
+    fn address(&self) -> (String, u16) {
+        let a = self.lock().local_addr();
+        (a.ip().to_string(), a.port())
+    }
+
+    fn thread_id(&self) -> Option<i32> {
+        self.lock().thread_id()
+    }
+
+    fn set_route(
+        &self,
+        py: Python<'_>,
+        source: (String, u16),
+        destinations: Vec<(String, u16)>,
+    ) -> PyResult<()> {
+        let from = socket_addr(&source)?;
+        let to = destinations
+            .iter()
+            .map(socket_addr)
+            .collect::<PyResult<Vec<_>>>()?;
+        py.detach(|| self.lock().set_route(from, to)).map_err(to_py)
+    }
+
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.lock().stop());
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.lock().stats();
+        let d = PyDict::new(py);
+        d.set_item("datagrams_in", s.datagrams_in)?;
+        d.set_item("bytes_in", s.bytes_in)?;
+        d.set_item("datagrams_out", s.datagrams_out)?;
+        d.set_item("bytes_out", s.bytes_out)?;
+        d.set_item("unrouted", s.unrouted)?;
+        d.set_item("send_failures", s.send_failures)?;
+        d.set_item("recv_batches", s.recv_batches)?;
         Ok(d)
     }
 }

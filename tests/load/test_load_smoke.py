@@ -5,108 +5,15 @@ and token, ICE, DTLS, SRTP); the run must lose < 1 % of the packets, and the ser
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import re
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from helpers.load_server import run_load, server_process
+
 pytestmark = [pytest.mark.timeout(120)]
-
-REPO = Path(__file__).resolve().parents[2]
-SECRET = "l0ad-t3st-s3cret-for-the-smoke-run-Xq7Pw2Zr"  # 42 bytes
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
-
-
-@dataclass
-class Server:
-    proc: asyncio.subprocess.Process
-    port: int = 0
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-@contextlib.asynccontextmanager
-async def server_process(tmp_path: Path) -> AsyncIterator[Server]:
-    """`visio-media serve --dev` on 127.0.0.1, a free port, with a known VISIO_SECRET."""
-    config = tmp_path / "visio.toml"
-    config.write_text('[media]\nshards = 1\nbind_ip = "127.0.0.1"\n')
-    env = _env()
-    env["VISIO_SECRET"] = SECRET
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "visio_media", "serve", "--dev", "--config", str(config),
-        "--port", "0",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=str(REPO),
-        env=env,
-    )
-    server = Server(proc)
-    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    async def read_log() -> None:
-        assert proc.stderr is not None
-        while line := (await proc.stderr.readline()).decode(errors="replace"):
-            if len(server.log) < 10_000:
-                server.log.append(line)
-            m = LISTENING.search(line)
-            if m and not listening.done():
-                listening.set_result(int(m.group(1)))
-        if not listening.done():
-            listening.set_exception(RuntimeError("the server exited before listening"))
-
-    reader = asyncio.create_task(read_log())
-    try:
-        async with asyncio.timeout(30):
-            server.port = await listening
-        yield server
-    finally:
-        if proc.returncode is None:
-            proc.kill()  # only the process this fixture started, by its handle
-            await proc.wait()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            async with asyncio.timeout(5):
-                await reader
-
-
-async def run_load(server: Server, *args: str) -> tuple[int, str, str]:
-    """`python -m visio_media load` as a subprocess; (exit status, stdout, stderr)."""
-    env = _env()
-    env["VISIO_SECRET"] = SECRET
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "visio_media", "load", "--url", server.ws_url, *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=str(REPO),
-        env=env,
-    )
-    try:
-        async with asyncio.timeout(60):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
 
 ROOM = ("--participants", "12", "--audio-publishers", "2", "--video-publishers", "2",
         "--loud-speakers", "1", "--video-bitrate", "800000", "--join-rate", "50")
@@ -197,3 +104,21 @@ async def test_a_wrong_secret_fails_every_join_with_its_reason(tmp_path: Path) -
         assert r["joins"]["failed"] == 3
         assert r["joins"]["failures"] == {"error:unauthorized": 3}
         assert r["ok"] is False
+
+
+async def test_more_than_a_hundred_participants_all_join_and_the_server_metrics_are_read(
+    tmp_path: Path,
+) -> None:
+    # aiohttp's client pools 100 connections by default: the 101st WebSocket (and every
+    # /metrics scrape after the 100th join) would wait for a free one until its time ran out.
+    async with server_process(tmp_path, "[room]\nmax_participants = 200\n") as server:
+        status, out, err = await run_load(
+            server, "--participants", "105", "--audio-publishers", "1", "--video-publishers",
+            "0", "--join-rate", "100", "--warmup", "0.5", "--duration", "1", "--json",
+        )
+        r = json.loads(out)
+        assert r["joins"]["failures"] == {}, r["joins"]
+        assert r["joins"]["succeeded"] == 105
+        assert len(r["counters"]) == 5, r["counters"]
+        assert r["server"]["out_pps"] is not None and r["server"]["out_pps"] > 0
+        assert status == 0, f"load exited {status}\n{out}\n{err}"

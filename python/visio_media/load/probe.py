@@ -102,3 +102,21 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
         resp.raise_for_status()
         return parse_counters(await resp.text())
+
+
+def thread_cpu_sample(pid: int, tid: int) -> CpuSample | None:
+    """CPU time of one thread of `pid`, in nanoseconds, from /proc/<pid>/task/<tid>/schedstat
+    (its first field: time spent on a CPU; /proc/<pid>/stat counts clock ticks of 10 ms, too
+    coarse for a mostly idle thread); RSS of the process. None if not readable."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    at = time.monotonic()
+    whole = cpu_sample(pid)
+    try:
+        ns = int(raw.split()[0])
+    except (IndexError, ValueError):
+        return None
+    return CpuSample(at, ns / 1e9, whole.rss_bytes if whole is not None else 0)

@@ -63,6 +63,47 @@ def _rnd(v: float | None, digits: int = 4) -> float | None:
     return None if v is None else round(v, digits)
 
 
+def generator_figures(
+    *,
+    start: dict[str, float],
+    steady_start: dict[str, Any],
+    steady_end: dict[str, Any],
+    drained_end: dict[str, float],
+    seconds: float,
+    totals: dict[str, Any],
+    cpu: float | None,
+) -> dict[str, Any]:
+    """The generator's figures: rates over the steady window (`steady_start`..`steady_end`,
+    `seconds` long), loss and counts over the counter window (`start`..`drained_end`, read with
+    media paused and drained), latency over the run (`totals`), CPU `cpu` (cores)."""
+    s, d = start, drained_end
+    b, e = steady_start, steady_end
+    secs = seconds if seconds > 0 else float("nan")
+    sent = e["sent_rtp"] - b["sent_rtp"]
+    recv = e["recv_rtp"] - b["recv_rtp"]
+    lost = max(0.0, d["lost"] - s["lost"])
+    received_drained = d["recv_rtp"] - s["recv_rtp"]
+    return {
+        "sent_rtp": int(sent),
+        "recv_rtp": int(recv),
+        "sent_pps": _rnd(sent / secs, 1),
+        "recv_pps": _rnd(recv / secs, 1),
+        "sent_mbps": _rnd((e["datagram_bytes_out"] - b["datagram_bytes_out"]) * 8 / secs / 1e6, 3),
+        "recv_mbps": _rnd((e["datagram_bytes_in"] - b["datagram_bytes_in"]) * 8 / secs / 1e6, 3),
+        "lost": int(lost),
+        "loss_ratio": _rnd(lost / (received_drained + lost), 6) if received_drained + lost else 0.0,
+        "duplicates": int(d["duplicates"] - s["duplicates"]),
+        "keyframes_sent": int(d["keyframes_sent"] - s["keyframes_sent"]),
+        "plis_received": int(d["plis_received"] - s["plis_received"]),
+        "send_failures": int(d["send_failures"] - s["send_failures"]),
+        "latency_p50_ms": _ms(totals["latency_p50_us"]),
+        "latency_p99_ms": _ms(totals["latency_p99_us"]),
+        "latency_max_ms": _ms(totals["latency_max_us"]),
+        "latency_samples": totals["latency_samples"],
+        "cpu_cores": _rnd(cpu),
+    }
+
+
 def build_report(
     *,
     options: dict[str, Any],
@@ -96,36 +137,21 @@ def build_report(
             signalling_errors[code] = signalling_errors.get(code, 0) + n
 
     s, d = window.start, window.drained_end
-    b, e = window.steady_start, window.steady_end
     secs = window.seconds if window.seconds > 0 else float("nan")
-    sent = e["sent_rtp"] - b["sent_rtp"]
-    recv = e["recv_rtp"] - b["recv_rtp"]
-    lost = max(0.0, d["lost"] - s["lost"])
-    received_drained = d["recv_rtp"] - s["recv_rtp"]
-    totals = final["totals"]
-    generator = {
-        "sent_rtp": int(sent),
-        "recv_rtp": int(recv),
-        "sent_pps": _rnd(sent / secs, 1),
-        "recv_pps": _rnd(recv / secs, 1),
-        "sent_mbps": _rnd((e["datagram_bytes_out"] - b["datagram_bytes_out"]) * 8 / secs / 1e6, 3),
-        "recv_mbps": _rnd((e["datagram_bytes_in"] - b["datagram_bytes_in"]) * 8 / secs / 1e6, 3),
-        "lost": int(lost),
-        "loss_ratio": _rnd(lost / (received_drained + lost), 6) if received_drained + lost else 0.0,
-        "duplicates": int(d["duplicates"] - s["duplicates"]),
-        "keyframes_sent": int(d["keyframes_sent"] - s["keyframes_sent"]),
-        "plis_received": int(d["plis_received"] - s["plis_received"]),
-        "send_failures": int(d["send_failures"] - s["send_failures"]),
-        "latency_p50_ms": _ms(totals["latency_p50_us"]),
-        "latency_p99_ms": _ms(totals["latency_p99_us"]),
-        "latency_max_ms": _ms(totals["latency_max_us"]),
-        "latency_samples": totals["latency_samples"],
-        "cpu_cores": (
-            _rnd(cpu_cores(window.own_cpu_start, window.own_cpu_end))
-            if window.own_cpu_start is not None and window.own_cpu_end is not None
-            else None
-        ),
-    }
+    own = (
+        cpu_cores(window.own_cpu_start, window.own_cpu_end)
+        if window.own_cpu_start is not None and window.own_cpu_end is not None
+        else None
+    )
+    generator = generator_figures(
+        start=s,
+        steady_start=window.steady_start,
+        steady_end=window.steady_end,
+        drained_end=d,
+        seconds=window.seconds,
+        totals=final["totals"],
+        cpu=own,
+    )
 
     server: dict[str, Any] = {"pid": server_pid}
     cores = None
@@ -246,6 +272,19 @@ def format_summary(r: dict[str, Any]) -> str:
         )
     if not r["counters"]:
         lines.append("(the server's /metrics could not be read)")
+    if "baseline" in r:
+        lines.append("")
+        lines.append(format_ratio(r["baseline"]))
     lines.append("")
     lines.append("result: " + ("ok" if r["ok"] else "FAILED (joins failed or counters disagree)"))
     return "\n".join(lines)
+
+
+def format_ratio(b: dict[str, Any]) -> str:
+    if b.get("ratio") is None:
+        return f"{'raw ceiling':<28}- (the ratio could not be computed)"
+    return (
+        f"{'raw ceiling':<28}{b['ratio']:.1%} of the raw relay's out pps per core, "
+        f"measured now (server {_f(b['server_out_pps_per_core'])}, "
+        f"relay {_f(b['relay_out_pps_per_core'])})"
+    )

@@ -19,6 +19,7 @@ import aiohttp
 from visio_media._native import EngineError, LoadGen
 from visio_media.auth import mint_token
 from visio_media.load import probe
+from visio_media.load.baseline import RelayBaseline, attach_baseline, format_baseline_summary
 from visio_media.load.report import Window, build_report, format_summary
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class LoadOptions:
     server_pid: int | None = None
     metrics_url: str | None = None
     progress: bool = True
+    # "relay": run the scenario through the raw relay instead of a server (no server needed).
+    baseline: str | None = None
+    # After a server run, run the relay baseline too and report the ratio.
+    with_baseline: bool = False
 
     def metrics(self) -> str:
         if self.metrics_url:
@@ -292,7 +297,10 @@ class LoadRun:
                 self.server_pid = probe.find_listening_pid(port)
         self.gen.start()
         try:
-            async with aiohttp.ClientSession() as session:
+            # No pool limit: aiohttp's default of 100 connections would hold the 101st
+            # participant's WebSocket, and every /metrics scrape, until their time ran out.
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as session:
                 self.session = session
                 return await self._run(session)
         finally:
@@ -364,12 +372,27 @@ class LoadRun:
 
 
 def run_load(options: LoadOptions, *, as_json: bool, out: TextIO = sys.stdout) -> int:
-    """Runs the load, prints the summary (or JSON); exit status 0 when every participant joined
-    and the counters agree, 1 otherwise."""
-    report = asyncio.run(LoadRun(options).run())
+    """Runs the load (or the relay baseline), prints the summary (or JSON); exit status 0 when
+    every participant joined and the counters agree (baseline: the counts are exactly equal), 1
+    otherwise."""
+    report = asyncio.run(_main(options))
     if as_json:
         json.dump(report, out, indent=2, sort_keys=True)
         print(file=out)
+    elif options.baseline == "relay":
+        print(format_baseline_summary(report), file=out)
     else:
         print(format_summary(report), file=out)
     return 0 if report["ok"] else 1
+
+
+async def _main(options: LoadOptions) -> dict[str, Any]:
+    if options.baseline == "relay":
+        return await RelayBaseline(options).run()
+    if options.baseline is not None:
+        raise ValueError(f"unknown baseline: {options.baseline!r}")
+    report = await LoadRun(options).run()
+    if options.with_baseline:
+        # After the server run (its participants gone), on the same machine, now.
+        attach_baseline(report, await RelayBaseline(options).run())
+    return report

@@ -68,6 +68,9 @@ pub struct ClientStats {
     pub datagram_bytes_in: AtomicU64,
     /// Datagrams the kernel refused to send (socket buffer full, unreachable).
     pub send_failures: AtomicU64,
+    /// Raw mode: datagrams from anyone but the relay (not in `datagrams_in`), e.g. a server still
+    /// sending to a port a participant of an earlier run had.
+    pub foreign_in: AtomicU64,
     /// ICE gave up (disconnected) after having connected, or never connected.
     pub ice_disconnected: AtomicU64,
 }
@@ -102,17 +105,41 @@ struct VideoTx {
 /// At most this many late packet times are caught up in one go; later ones are skipped.
 const MAX_CATCH_UP: u32 = 5;
 
+/// How a client's media travels: a str0m peer (ICE, DTLS, SRTP, RTCP) to the server, or plain
+/// RTP in the clear to the raw relay (`relay.rs`), the baseline.
+enum Transport {
+    Rtc(Box<Rtc>),
+    Raw(RawTx),
+}
+
+/// The raw mode's sender state: where to send and the SSRCs (the relay rewrites nothing).
+struct RawTx {
+    relay: SocketAddr,
+    audio_ssrc: u32,
+    video_ssrc: u32,
+}
+
+/// Payload types the raw mode writes (no negotiation: nobody parses them but us).
+const RAW_PT_OPUS: u8 = 111;
+const RAW_PT_VP8: u8 = 96;
+/// RFC 8285 one-byte header extension id the raw mode gives the audio level (RFC 6464).
+const RAW_EXT_AUDIO_LEVEL: u8 = 1;
+/// A raw client needs no timer of its own beyond its media; it still wakes this often.
+const RAW_IDLE: Duration = Duration::from_millis(500);
+
 pub struct Client {
     pub id: u64,
     pub socket: UdpSocket,
     pub local: SocketAddr,
-    rtc: Rtc,
+    transport: Transport,
     opts: ClientOptions,
     pub stats: Arc<ClientStats>,
     pending: Option<SdpPendingOffer>,
     audio: Option<AudioTx>,
     video: Option<VideoTx>,
     rx: HashMap<u32, SeqTracker>,
+    /// Raw mode: the last extended sequence number per SSRC (str0m extends them otherwise).
+    raw_seq: HashMap<u32, u64>,
     connected: bool,
     rtc_timeout: Instant,
     /// The deadline last put on the worker's timer heap.
@@ -168,7 +195,7 @@ impl Client {
             id,
             socket,
             local,
-            rtc,
+            transport: Transport::Rtc(Box::new(rtc)),
             stats,
             pending: Some(pending),
             audio: audio_mid.map(|mid| AudioTx {
@@ -190,6 +217,7 @@ impl Client {
             }),
             opts,
             rx: HashMap::new(),
+            raw_seq: HashMap::new(),
             connected: false,
             rtc_timeout: now,
             scheduled: None,
@@ -198,34 +226,109 @@ impl Client {
         Ok((client, offer.to_sdp_string()))
     }
 
+    /// A raw-mode client (the baseline): no str0m, no handshake; it sends plain RTP to
+    /// `relay` from now on (its media counts as connected at once) and counts what it receives.
+    pub fn new_raw(
+        id: u64,
+        socket: UdpSocket,
+        opts: ClientOptions,
+        stats: Arc<ClientStats>,
+        relay: SocketAddr,
+        now: Instant,
+    ) -> Result<Client, Error> {
+        let local = socket.local_addr()?;
+        let _ = stats
+            .connected_at_ns
+            .compare_exchange(0, monotonic_ns(), Relaxed, Relaxed);
+        // SSRCs unique per client (ids are unique per generator).
+        let base = (id as u32).wrapping_mul(2);
+        Ok(Client {
+            id,
+            socket,
+            local,
+            transport: Transport::Raw(RawTx {
+                relay,
+                audio_ssrc: base,
+                video_ssrc: base.wrapping_add(1),
+            }),
+            stats,
+            pending: None,
+            audio: opts.audio.then(|| AudioTx {
+                mid: Mid::from("0"),
+                pt: Some(RAW_PT_OPUS.into()),
+                seq: 1,
+                ts: 0,
+                next: now,
+                n: 0,
+            }),
+            video: opts.video.then(|| VideoTx {
+                mid: Mid::from("1"),
+                pt: Some(RAW_PT_VP8.into()),
+                seq: 1,
+                ts: 0,
+                next: now,
+                next_key: now,
+                force_key: true,
+            }),
+            opts,
+            rx: HashMap::new(),
+            raw_seq: HashMap::new(),
+            connected: true,
+            rtc_timeout: now + RAW_IDLE,
+            scheduled: None,
+            out: Vec::new(),
+        })
+    }
+
+    fn rtc(&mut self) -> Result<&mut Rtc, Error> {
+        match &mut self.transport {
+            Transport::Rtc(rtc) => Ok(rtc),
+            Transport::Raw(_) => Err(Error::InvalidState(
+                "a raw (baseline) client has no SDP".into(),
+            )),
+        }
+    }
+
     pub fn apply_answer(&mut self, sdp: &str) -> Result<(), Error> {
+        self.rtc()?;
         let pending = self
             .pending
             .take()
             .ok_or_else(|| Error::InvalidState("no offer of ours is outstanding".into()))?;
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| Error::Sdp(e.to_string()))?;
-        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        self.rtc()?.sdp_api().accept_answer(pending, answer)?;
         Ok(())
     }
 
     /// The server's offer (others' tracks) → our answer. Refused while our own offer is
     /// outstanding (glare): the server yields and sends a fresh offer after its answer.
     pub fn apply_offer(&mut self, sdp: &str) -> Result<String, Error> {
+        self.rtc()?;
         if self.pending.is_some() {
             return Err(Error::InvalidState(
                 "glare: our own offer is outstanding".into(),
             ));
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| Error::Sdp(e.to_string()))?;
-        let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        let answer = self.rtc()?.sdp_api().accept_offer(offer)?;
         Ok(answer.to_sdp_string())
     }
 
-    pub fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8], hist: &Histogram) {
+        if let Transport::Raw(raw) = &self.transport {
+            if source != raw.relay {
+                self.stats.foreign_in.fetch_add(1, Relaxed);
+                return;
+            }
+        }
         self.stats.datagrams_in.fetch_add(1, Relaxed);
         self.stats
             .datagram_bytes_in
             .fetch_add(data.len() as u64, Relaxed);
+        let rtc = match &mut self.transport {
+            Transport::Rtc(rtc) => rtc,
+            Transport::Raw(_) => return self.receive_raw(data, hist),
+        };
         let Ok(contents) = data.try_into() else {
             return;
         };
@@ -238,9 +341,23 @@ impl Client {
                 contents,
             },
         );
-        if let Err(e) = self.rtc.handle_input(input) {
+        if let Err(e) = rtc.handle_input(input) {
             tracing::debug!("load client {}: input refused: {e}", self.id);
         }
+    }
+
+    /// Raw mode: an RTP packet in the clear (RFC 3550 header, RFC 8285 extensions skipped).
+    fn receive_raw(&mut self, data: &[u8], hist: &Histogram) {
+        let Some((ssrc, seq, payload)) = parse_rtp(data) else {
+            return;
+        };
+        let last = self
+            .raw_seq
+            .entry(ssrc)
+            .or_insert(u64::from(seq) + (1 << 32));
+        let ext = extend_seq(*last, seq);
+        *last = (*last).max(ext);
+        count_rtp(&self.stats, &mut self.rx, ssrc, ext, payload, hist);
     }
 
     /// When this client next needs a turn.
@@ -262,8 +379,13 @@ impl Client {
         if self.connected {
             self.send_due_media(now, sending);
         }
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            tracing::debug!("load client {}: timeout refused: {e}", self.id);
+        match &mut self.transport {
+            Transport::Rtc(rtc) => {
+                if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!("load client {}: timeout refused: {e}", self.id);
+                }
+            }
+            Transport::Raw(_) => self.rtc_timeout = now + RAW_IDLE,
         }
         self.drain(now, hist);
     }
@@ -271,7 +393,10 @@ impl Client {
     /// Drains str0m's output after any input.
     pub fn drain(&mut self, now: Instant, hist: &Histogram) {
         loop {
-            let out = match self.rtc.poll_output() {
+            let Transport::Rtc(rtc) = &mut self.transport else {
+                return;
+            };
+            let out = match rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::debug!("load client {}: {e}", self.id);
@@ -318,44 +443,25 @@ impl Client {
                 }
             }
             Event::RtpPacket(p) => {
-                let now_ns = monotonic_ns();
-                let s = &self.stats;
-                if s.recv_rtp.fetch_add(1, Relaxed) == 0 {
-                    let _ = s
-                        .first_rtp_at_ns
-                        .compare_exchange(0, now_ns, Relaxed, Relaxed);
-                }
-                s.recv_bytes.fetch_add(p.payload.len() as u64, Relaxed);
-                match self.rx.entry(*p.header.ssrc).or_default().on(*p.seq_no) {
-                    SeqEvent::Ahead { gap } => {
-                        if gap > 0 {
-                            s.lost.fetch_add(gap, Relaxed);
-                        }
-                    }
-                    SeqEvent::Recovered => {
-                        let _ = s
-                            .lost
-                            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
-                    }
-                    SeqEvent::Duplicate => {
-                        s.duplicates.fetch_add(1, Relaxed);
-                    }
-                    SeqEvent::Old => {}
-                }
-                if let Some(sent) = media::read_stamp(&p.payload) {
-                    if sent <= now_ns {
-                        hist.record((now_ns - sent) / 1000);
-                    }
-                }
+                count_rtp(
+                    &self.stats,
+                    &mut self.rx,
+                    *p.header.ssrc,
+                    *p.seq_no,
+                    &p.payload,
+                    hist,
+                );
             }
             _ => {}
         }
     }
 
     fn pt_for(&self, mid: Mid, codec: Codec) -> Option<Pt> {
-        let remote = self.rtc.media(mid).map(|m| m.remote_pts()).unwrap_or(&[]);
-        self.rtc
-            .codec_config()
+        let Transport::Rtc(rtc) = &self.transport else {
+            return None;
+        };
+        let remote = rtc.media(mid).map(|m| m.remote_pts()).unwrap_or(&[]);
+        rtc.codec_config()
             .params()
             .iter()
             .filter(|p| remote.is_empty() || remote.contains(&p.pt()))
@@ -418,11 +524,30 @@ impl Client {
                     ..Default::default()
                 };
                 let payload = media::audio_payload(size, now_ns);
-                let mut api = self.rtc.direct_api();
-                let Some(tx) = api.stream_tx_by_mid(a.mid, None) else {
-                    continue;
-                };
-                tx.write_rtp(RtpWrite::new(pt, a.seq.into(), ts, now, payload).ext_vals(ext));
+                match &mut self.transport {
+                    Transport::Rtc(rtc) => {
+                        let mut api = rtc.direct_api();
+                        let Some(tx) = api.stream_tx_by_mid(a.mid, None) else {
+                            continue;
+                        };
+                        tx.write_rtp(
+                            RtpWrite::new(pt, a.seq.into(), ts, now, payload).ext_vals(ext),
+                        );
+                    }
+                    Transport::Raw(raw) => {
+                        let level = ext.audio_level.unwrap_or(media::LEVEL_QUIET);
+                        let dgram = raw_rtp(
+                            *pt,
+                            a.seq,
+                            ts,
+                            raw.audio_ssrc,
+                            false,
+                            Some((opts.audio_loud, level)),
+                            &payload,
+                        );
+                        self.out.push((raw.relay, dgram));
+                    }
+                }
                 a.seq += 1;
                 stats.sent_rtp.fetch_add(1, Relaxed);
                 stats.sent_bytes.fetch_add(size as u64, Relaxed);
@@ -459,22 +584,169 @@ impl Client {
                 let sizes: Vec<usize> =
                     media::split_frame(frame_bytes, opts.video_packet_bytes).collect();
                 let last = sizes.len() - 1;
-                let mut api = self.rtc.direct_api();
-                let Some(tx) = api.stream_tx_by_mid(v.mid, None) else {
-                    continue;
+                let mut api;
+                let mut sink = match &mut self.transport {
+                    Transport::Rtc(rtc) => {
+                        api = rtc.direct_api();
+                        let Some(tx) = api.stream_tx_by_mid(v.mid, None) else {
+                            continue;
+                        };
+                        VideoSink::Rtc(tx)
+                    }
+                    Transport::Raw(raw) => VideoSink::Raw(raw, &mut self.out),
                 };
                 for (i, size) in sizes.into_iter().enumerate() {
                     let payload = media::video_payload(size, i == 0, key, now_ns);
-                    tx.write_rtp(
-                        RtpWrite::new(pt, v.seq.into(), ts, now, payload)
-                            .marker(i == last)
-                            .nackable(true),
-                    );
+                    match &mut sink {
+                        VideoSink::Rtc(tx) => {
+                            tx.write_rtp(
+                                RtpWrite::new(pt, v.seq.into(), ts, now, payload)
+                                    .marker(i == last)
+                                    .nackable(true),
+                            );
+                        }
+                        VideoSink::Raw(raw, out) => {
+                            let dgram =
+                                raw_rtp(*pt, v.seq, ts, raw.video_ssrc, i == last, None, &payload);
+                            out.push((raw.relay, dgram));
+                        }
+                    }
                     v.seq += 1;
                     stats.sent_rtp.fetch_add(1, Relaxed);
                     stats.sent_bytes.fetch_add(size as u64, Relaxed);
                 }
             }
         }
+    }
+}
+
+/// Where a frame's packets go.
+enum VideoSink<'a> {
+    Rtc(&'a mut str0m::rtp::StreamTx),
+    Raw(&'a RawTx, &'a mut Vec<(SocketAddr, Vec<u8>)>),
+}
+
+/// Counts one received RTP packet: first packet time, loss/duplicates by extended sequence
+/// number per SSRC, latency from the payload's stamp. The same for both transports.
+fn count_rtp(
+    s: &ClientStats,
+    rx: &mut HashMap<u32, SeqTracker>,
+    ssrc: u32,
+    seq: u64,
+    payload: &[u8],
+    hist: &Histogram,
+) {
+    let now_ns = monotonic_ns();
+    if s.recv_rtp.fetch_add(1, Relaxed) == 0 {
+        let _ = s
+            .first_rtp_at_ns
+            .compare_exchange(0, now_ns, Relaxed, Relaxed);
+    }
+    s.recv_bytes.fetch_add(payload.len() as u64, Relaxed);
+    match rx.entry(ssrc).or_default().on(seq) {
+        SeqEvent::Ahead { gap } => {
+            if gap > 0 {
+                s.lost.fetch_add(gap, Relaxed);
+            }
+        }
+        SeqEvent::Recovered => {
+            let _ = s
+                .lost
+                .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        }
+        SeqEvent::Duplicate => {
+            s.duplicates.fetch_add(1, Relaxed);
+        }
+        SeqEvent::Old => {}
+    }
+    if let Some(sent) = media::read_stamp(payload) {
+        if sent <= now_ns {
+            hist.record((now_ns - sent) / 1000);
+        }
+    }
+}
+
+/// A plain RTP packet (RFC 3550): 12-byte header; with `level` = (voice activity, level in
+/// -dBov) an RFC 8285 one-byte extension block carrying the RFC 6464 audio level (8 bytes).
+pub fn raw_rtp(
+    pt: u8,
+    seq: u64,
+    ts: u32,
+    ssrc: u32,
+    marker: bool,
+    level: Option<(bool, i8)>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + 8 + payload.len());
+    p.push(if level.is_some() { 0x90 } else { 0x80 });
+    p.push((u8::from(marker) << 7) | (pt & 0x7f));
+    p.extend_from_slice(&(seq as u16).to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    if let Some((vad, level)) = level {
+        p.extend_from_slice(&[0xbe, 0xde, 0x00, 0x01]);
+        let v = (u8::from(vad) << 7) | (level.unsigned_abs() & 0x7f);
+        p.extend_from_slice(&[RAW_EXT_AUDIO_LEVEL << 4, v, 0, 0]);
+    }
+    p.extend_from_slice(payload);
+    p
+}
+
+/// (SSRC, sequence number, payload) of a plain RTP packet; None if it is not one.
+pub fn parse_rtp(data: &[u8]) -> Option<(u32, u16, &[u8])> {
+    let b0 = *data.first()?;
+    if b0 >> 6 != 2 || data.len() < 12 {
+        return None;
+    }
+    let seq = u16::from_be_bytes([data[2], data[3]]);
+    let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+    let mut at = 12 + 4 * usize::from(b0 & 0x0f);
+    if b0 & 0x10 != 0 {
+        let words = data.get(at + 2..at + 4)?;
+        at += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+    }
+    let mut end = data.len();
+    if b0 & 0x20 != 0 {
+        end = end.checked_sub(usize::from(*data.last()?))?;
+    }
+    Some((ssrc, seq, data.get(at..end)?))
+}
+
+/// The extended sequence number of `seq` nearest to the extended `last`.
+fn extend_seq(last: u64, seq: u16) -> u64 {
+    let cand = (last & !0xffff) | u64::from(seq);
+    if cand + 0x8000 < last {
+        cand + 0x1_0000
+    } else if cand > last + 0x8000 && cand >= 0x1_0000 {
+        cand - 0x1_0000
+    } else {
+        cand
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_rtp_reads_back_with_and_without_the_audio_level_extension() {
+        let a = raw_rtp(111, 70_000, 960, 42, false, Some((true, -10)), b"opus");
+        assert_eq!(a.len(), 12 + 8 + 4);
+        assert_eq!(parse_rtp(&a), Some((42, 70_000u64 as u16, &b"opus"[..])));
+        assert_eq!(&a[12..20], &[0xbe, 0xde, 0, 1, 0x10, 0x80 | 10, 0, 0]);
+        let v = raw_rtp(96, 5, 3000, 43, true, None, b"vp8!");
+        assert_eq!(v[1], 0x80 | 96);
+        assert_eq!(parse_rtp(&v), Some((43, 5, &b"vp8!"[..])));
+        assert_eq!(parse_rtp(&v[..11]), None);
+        assert_eq!(parse_rtp(&a[..14]), None);
+    }
+
+    #[test]
+    fn sequence_numbers_extend_across_the_wrap_and_back() {
+        let base = 1u64 << 32;
+        assert_eq!(extend_seq(base + 65_535, 0), base + 65_536);
+        assert_eq!(extend_seq(base + 65_536, 65_535), base + 65_535);
+        assert_eq!(extend_seq(base + 100, 101), base + 101);
+        assert_eq!(extend_seq(base + 100, 90), base + 90);
     }
 }

@@ -10,10 +10,11 @@
 pub mod client;
 pub mod media;
 pub mod recv;
+pub mod relay;
 mod worker;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,10 +25,11 @@ use mio::{Poll, Waker};
 
 pub use client::{ClientOptions, ClientStats};
 use recv::Histogram;
+pub use relay::{Relay, RelaySnapshot};
 use worker::{Command, Worker};
 
 /// How long a caller waits for a worker to answer.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -84,6 +86,7 @@ pub struct ClientSnapshot {
     pub datagram_bytes_in: u64,
     pub send_failures: u64,
     pub ice_disconnected: u64,
+    pub foreign_in: u64,
 }
 
 /// Everything `stats` reports.
@@ -130,6 +133,7 @@ fn snap(id: u64, s: &ClientStats) -> ClientSnapshot {
         datagram_bytes_in: s.datagram_bytes_in.load(Relaxed),
         send_failures: s.send_failures.load(Relaxed),
         ice_disconnected: s.ice_disconnected.load(Relaxed),
+        foreign_in: s.foreign_in.load(Relaxed),
     }
 }
 
@@ -244,6 +248,29 @@ impl LoadGen {
         Ok((id, offer))
     }
 
+    /// Creates a raw-mode participant (the relay baseline): plain RTP, no handshake, sent to
+    /// `relay`; returns its id and its socket's address (for the relay's routes).
+    pub fn add_raw_client(
+        &self,
+        opts: ClientOptions,
+        relay: SocketAddr,
+    ) -> Result<(u64, SocketAddr), Error> {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let stats = Arc::new(ClientStats::default());
+        let local = self.call(id, |reply| Command::AddRaw {
+            id,
+            opts,
+            stats: Arc::clone(&stats),
+            relay,
+            reply,
+        })?;
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, stats);
+        Ok((id, local))
+    }
+
     pub fn apply_answer(&self, id: u64, sdp: String) -> Result<(), Error> {
         self.call(id, |reply| Command::Answer { id, sdp, reply })
     }
@@ -284,6 +311,7 @@ impl LoadGen {
             t.datagram_bytes_in += c.datagram_bytes_in;
             t.send_failures += c.send_failures;
             t.ice_disconnected += c.ice_disconnected;
+            t.foreign_in += c.foreign_in;
         }
         let mut counts = vec![0u64; recv::BUCKETS];
         let mut max = 0;

@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -33,6 +33,14 @@ pub(crate) enum Command {
         opts: ClientOptions,
         stats: Arc<ClientStats>,
         reply: Reply<String>,
+    },
+    /// A raw-mode client (the relay baseline); replies with its socket's address.
+    AddRaw {
+        id: u64,
+        opts: ClientOptions,
+        stats: Arc<ClientStats>,
+        relay: SocketAddr,
+        reply: Reply<SocketAddr>,
     },
     Answer {
         id: u64,
@@ -158,6 +166,15 @@ impl Worker {
                 } => {
                     let _ = reply.send(self.add(id, opts, stats, now));
                 }
+                Command::AddRaw {
+                    id,
+                    opts,
+                    stats,
+                    relay,
+                    reply,
+                } => {
+                    let _ = reply.send(self.add_raw(id, opts, stats, relay, now));
+                }
                 Command::Answer { id, sdp, reply } => {
                     let r = match self.clients.get_mut(&id) {
                         Some(c) => c.apply_answer(&sdp),
@@ -204,6 +221,26 @@ impl Worker {
         Ok(offer)
     }
 
+    fn add_raw(
+        &mut self,
+        id: u64,
+        opts: ClientOptions,
+        stats: Arc<ClientStats>,
+        relay: SocketAddr,
+        now: Instant,
+    ) -> Result<SocketAddr, Error> {
+        let socket = udp::bind(self.bind_ip, 0, 0, &[]).map_err(|e| Error::Io(e.to_string()))?;
+        let fd = socket.as_raw_fd();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), token(id), Interest::READABLE)?;
+        let client = Client::new_raw(id, socket, opts, stats, relay, now)?;
+        let local = client.local;
+        self.clients.insert(id, client);
+        self.finish(id);
+        Ok(local)
+    }
+
     fn after_input(&mut self, id: u64, now: Instant) {
         if let Some(c) = self.clients.get_mut(&id) {
             c.drain(now, &self.hist);
@@ -226,7 +263,7 @@ impl Worker {
                     let now = Instant::now();
                     for (source, data, truncated) in batch.iter() {
                         if let (Some(src), false) = (source, truncated) {
-                            c.receive(now, src, data);
+                            c.receive(now, src, data, &self.hist);
                             // str0m holds one input's output at a time: drain after each.
                             c.drain(now, &self.hist);
                         }
