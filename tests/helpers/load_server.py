@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,16 @@ class Server:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def output(self) -> str:
+        return "".join(self.log[-40:])
+
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
@@ -35,13 +46,25 @@ def _env() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def server_process(tmp_path: Path, extra_config: str = "") -> AsyncIterator[Server]:
+async def server_process(
+    tmp_path: Path,
+    extra_config: str = "",
+    *,
+    secret: str = SECRET,
+    nofile: tuple[int, int] | None = None,
+) -> AsyncIterator[Server]:
     """`visio-media serve --dev` on 127.0.0.1, a free port, with a known VISIO_SECRET; one
-    shard, and `extra_config` (TOML) appended to the config."""
+    shard, and `extra_config` (TOML) appended to the config; started with RLIMIT_NOFILE =
+    `nofile` if given."""
     config = tmp_path / "visio.toml"
     config.write_text('[media]\nshards = 1\nbind_ip = "127.0.0.1"\n' + extra_config)
     env = _env()
-    env["VISIO_SECRET"] = SECRET
+    env["VISIO_SECRET"] = secret
+
+    def limit_fds() -> None:  # in the child, before exec
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "visio_media", "serve", "--dev", "--config", str(config),
         "--port", "0",
@@ -50,6 +73,7 @@ async def server_process(tmp_path: Path, extra_config: str = "") -> AsyncIterato
         stderr=asyncio.subprocess.PIPE,
         cwd=str(REPO),
         env=env,
+        preexec_fn=limit_fds if nofile is not None else None,
     )
     server = Server(proc)
     listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -67,8 +91,11 @@ async def server_process(tmp_path: Path, extra_config: str = "") -> AsyncIterato
 
     reader = asyncio.create_task(read_log())
     try:
-        async with asyncio.timeout(30):
-            server.port = await listening
+        try:
+            async with asyncio.timeout(30):
+                server.port = await listening
+        except (TimeoutError, RuntimeError) as e:
+            raise AssertionError(f"server did not start: {e}\n{server.output()}") from e
         yield server
     finally:
         if proc.returncode is None:

@@ -16,19 +16,18 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
 import re
 import resource
 import secrets
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from helpers import load_server
 from helpers.media import dominant_frequencies
 from signalling.live_server import (
     SECRET,
@@ -68,78 +67,14 @@ def raised_fd_limit() -> Iterator[int]:
 # ----------------------------------------------------------------------------- the server
 
 
-@dataclass
-class ServerProcess:
-    proc: asyncio.subprocess.Process
-    port: int = 0
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def output(self) -> str:
-        return "".join(self.log[-40:])
-
-
-@contextlib.asynccontextmanager
-async def server_process(tmp_path: Path, nofile: tuple[int, int]) -> AsyncIterator[ServerProcess]:
+def server_process(
+    tmp_path: Path, nofile: tuple[int, int]
+) -> contextlib.AbstractAsyncContextManager[load_server.Server]:
     """``visio-media serve --dev`` on 127.0.0.1, started with RLIMIT_NOFILE = ``nofile``."""
-    config = tmp_path / "visio.toml"
-    config.write_text('[media]\nshards = 1\nbind_ip = "127.0.0.1"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
-    env["VISIO_SECRET"] = SECRET
-    env["PYTHONUNBUFFERED"] = "1"
+    return load_server.server_process(tmp_path, secret=SECRET, nofile=nofile)
 
-    def limit_fds() -> None:  # in the child, before exec
-        resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "visio_media", "serve", "--dev", "--config", str(config),
-        "--port", "0",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=str(REPO),
-        env=env,
-        preexec_fn=limit_fds,
-    )
-    server = ServerProcess(proc)
-    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    async def read_log() -> None:
-        assert proc.stderr is not None
-        while line := (await proc.stderr.readline()).decode(errors="replace"):
-            if len(server.log) < 10_000:
-                server.log.append(line)
-            m = LISTENING.search(line)
-            if m and not listening.done():
-                listening.set_result(int(m.group(1)))
-        if not listening.done():
-            listening.set_exception(RuntimeError("the server exited before listening"))
-
-    reader = asyncio.create_task(read_log())
-    try:
-        try:
-            async with asyncio.timeout(30):
-                server.port = await listening
-        except (TimeoutError, RuntimeError) as e:
-            raise AssertionError(f"server did not start: {e}\n{server.output()}") from e
-        yield server
-    finally:
-        if proc.returncode is None:
-            proc.kill()  # only the process this fixture started, by its handle
-            await proc.wait()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            async with asyncio.timeout(5):
-                await reader
+ServerProcess = load_server.Server
 
 
 # ----------------------------------------------------------------------------- the attackers
