@@ -16,7 +16,7 @@ use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 use crate::event::EngineEvent;
-use crate::ids::{PeerId, RoomId};
+use crate::ids::{PeerId, RoomId, TrackId};
 use crate::shard::{ShardCore, ShardSettings};
 use crate::stats::{PeerRegistry, ShardStats};
 
@@ -320,6 +320,48 @@ impl Sim {
             .iter()
             .find(|p| p.spec().codec == codec)
             .map(|p| p.pt())
+    }
+
+    /// The tracks `client` has published so far, in the order the shard reported them.
+    pub fn published_tracks(&self, client: usize) -> Vec<TrackId> {
+        let peer = self.clients[client].peer;
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::TrackPublished { peer: p, track, .. } if *p == peer => Some(*track),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs until every client has connected (ICE and DTLS), at most `limit`.
+    pub fn connect_all(&mut self, limit: Duration) -> bool {
+        self.run_until(limit, |s| {
+            s.clients.iter().all(|c| s.core.peer_connected(c.peer))
+        })
+    }
+
+    /// The usual two-party call of the tests: "alice" publishes `media`, "bob" (one
+    /// receive-only audio line) connects and subscribes to everything alice published.
+    /// Panics (a test set-up failure) if they do not connect within 5 s of virtual time.
+    pub fn two_party_call(&mut self, media: &[(MediaKind, Direction)]) -> (usize, usize) {
+        let alice = self.join("room", "alice", media);
+        let bob = self.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
+        assert!(
+            self.connect_all(Duration::from_secs(5)),
+            "both peers complete ICE and DTLS within 5 s of virtual time"
+        );
+        let tracks = self.published_tracks(alice);
+        assert_eq!(tracks.len(), media.len(), "alice's tracks are published");
+        let bob_peer = self.clients[bob].peer;
+        for t in tracks {
+            self.core
+                .subscribe(bob_peer, t, self.now)
+                .expect("bob subscribes");
+        }
+        self.pump();
+        self.run_until(Duration::from_secs(1), |_| false);
+        (alice, bob)
     }
 
     /// The client's mid for the first m-line of `kind` it sends on.

@@ -19,35 +19,6 @@ use visio_engine::EngineEvent;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Alice publishes video; Bob receives it.
-fn call(sim: &mut Sim) -> (usize, usize) {
-    let alice = sim.join("room", "alice", &[(MediaKind::Video, Direction::SendOnly)]);
-    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
-    assert!(
-        sim.run_until(5 * SECOND, |s| s
-            .clients
-            .iter()
-            .all(|c| s.core.peer_connected(c.peer))),
-        "both peers connect"
-    );
-    let alice_peer = sim.clients[alice].peer;
-    let track = sim
-        .events
-        .iter()
-        .find_map(|e| match e {
-            EngineEvent::TrackPublished { peer, track, .. } if *peer == alice_peer => Some(*track),
-            _ => None,
-        })
-        .expect("alice's video is published");
-    let bob_peer = sim.clients[bob].peer;
-    sim.core
-        .subscribe(bob_peer, track, sim.now)
-        .expect("bob subscribes");
-    sim.pump();
-    sim.run_until(SECOND, |_| false);
-    (alice, bob)
-}
-
 /// Sends `n` video packets from `client`, 10 ms apart; each payload carries `tag` and its index.
 fn send_video(sim: &mut Sim, client: usize, tag: u8, n: u16) {
     let mid = sim
@@ -126,7 +97,7 @@ fn to(sim: &Sim, addr: SocketAddr) -> Vec<&Vec<u8>> {
 #[test]
 fn a_nomination_signed_by_a_participant_from_a_new_address_moves_no_media_there() {
     let mut sim = Sim::new();
-    let (alice, bob) = call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[(MediaKind::Video, Direction::SendOnly)]);
     let victim: SocketAddr = "10.66.0.1:9".parse().expect("an address");
     let rejected_before = sim.core.stats().drops(DropReason::PeerRejected);
 
@@ -177,7 +148,7 @@ fn a_nomination_signed_by_a_participant_from_a_new_address_moves_no_media_there(
 #[test]
 fn a_new_address_that_answers_our_check_gets_the_media_after_the_nomination() {
     let mut sim = Sim::new();
-    let (alice, bob) = call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[(MediaKind::Video, Direction::SendOnly)]);
     // This time the new address is really reachable by whoever signs for bob: it answers the
     // check the shard sends it (a second interface of bob's, say).
     let second: SocketAddr = "10.66.0.2:7000".parse().expect("an address");
@@ -229,7 +200,7 @@ fn a_new_address_that_answers_our_check_gets_the_media_after_the_nomination() {
 #[test]
 fn a_client_behind_a_rebinding_nat_keeps_receiving_from_its_new_address() {
     let mut sim = Sim::new();
-    let (alice, bob) = call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[(MediaKind::Video, Direction::SendOnly)]);
     send_video(&mut sim, alice, 1, 20);
     assert_eq!(received_with_tag(&sim, bob, 1), 20);
     // The NAT in front of bob picks a new external port: his datagrams now come from there,

@@ -10,48 +10,8 @@ use str0m::media::{Direction, MediaKind};
 use str0m::rtp::RtpWrite;
 use str0m::Event;
 use visio_engine::sim::Sim;
-use visio_engine::EngineEvent;
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// Alice publishes audio and video; Bob subscribes to both. Returns (alice, bob).
-fn call(sim: &mut Sim) -> (usize, usize) {
-    let alice = sim.join(
-        "room",
-        "alice",
-        &[
-            (MediaKind::Audio, Direction::SendOnly),
-            (MediaKind::Video, Direction::SendOnly),
-        ],
-    );
-    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
-    assert!(
-        sim.run_until(5 * SECOND, |s| s
-            .clients
-            .iter()
-            .all(|c| s.core.peer_connected(c.peer))),
-        "both peers connect"
-    );
-    let alice_peer = sim.clients[alice].peer;
-    let tracks: Vec<_> = sim
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            EngineEvent::TrackPublished { peer, track, .. } if *peer == alice_peer => Some(*track),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(tracks.len(), 2, "{:?}", sim.events);
-    let bob_peer = sim.clients[bob].peer;
-    for t in tracks {
-        sim.core
-            .subscribe(bob_peer, t, sim.now)
-            .expect("bob subscribes");
-    }
-    sim.pump();
-    sim.run_until(SECOND, |_| false);
-    (alice, bob)
-}
 
 /// The payload of burst packet `i`: a marker byte, the index, then filler up to `len`.
 fn payload(tag: u8, i: u16, len: usize) -> Vec<u8> {
@@ -88,7 +48,10 @@ fn a_keyframe_burst_delivered_at_one_instant_reaches_the_subscriber_whole() {
     const N: u16 = 20;
     const LEN: usize = 1000;
     let mut sim = Sim::new();
-    let (alice, bob) = call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     let mid = sim
         .send_mid(alice, MediaKind::Video)
         .expect("a video send line");
@@ -148,7 +111,10 @@ fn an_audio_burst_delivered_at_one_instant_reaches_the_subscriber_whole() {
     const N: u16 = 10;
     const LEN: usize = 80;
     let mut sim = Sim::new();
-    let (alice, bob) = call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     let mid = sim
         .send_mid(alice, MediaKind::Audio)
         .expect("an audio send line");
@@ -184,7 +150,10 @@ fn an_audio_burst_delivered_at_one_instant_reaches_the_subscriber_whole() {
 #[test]
 fn consecutive_bursts_on_both_tracks_at_one_instant_all_arrive() {
     let mut sim = Sim::new();
-    let (alice, bob) = call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     let video = sim.send_mid(alice, MediaKind::Video).expect("video line");
     let audio = sim.send_mid(alice, MediaKind::Audio).expect("audio line");
     let vp8 = sim.pt_of(alice, Codec::Vp8).expect("VP8");

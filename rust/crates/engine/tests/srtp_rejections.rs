@@ -9,34 +9,8 @@ use str0m::rtp::RtpWrite;
 use str0m::Event;
 use visio_engine::sim::Sim;
 use visio_engine::stats::DropReason;
-use visio_engine::EngineEvent;
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn call(sim: &mut Sim) -> (usize, usize) {
-    let alice = sim.join("room", "alice", &[(MediaKind::Video, Direction::SendOnly)]);
-    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
-    assert!(sim.run_until(5 * SECOND, |s| s
-        .clients
-        .iter()
-        .all(|c| s.core.peer_connected(c.peer))));
-    let alice_peer = sim.clients[alice].peer;
-    let track = sim
-        .events
-        .iter()
-        .find_map(|e| match e {
-            EngineEvent::TrackPublished { peer, track, .. } if *peer == alice_peer => Some(*track),
-            _ => None,
-        })
-        .expect("alice's video is published");
-    let bob_peer = sim.clients[bob].peer;
-    sim.core
-        .subscribe(bob_peer, track, sim.now)
-        .expect("bob subscribes");
-    sim.pump();
-    sim.run_until(SECOND, |_| false);
-    (alice, bob)
-}
 
 fn write_video(sim: &mut Sim, client: usize, i: u16) {
     let mid = sim
@@ -81,7 +55,7 @@ fn rejected(sim: &Sim) -> u64 {
 #[test]
 fn replayed_and_tampered_srtp_and_srtcp_are_refused_and_each_counted_once() {
     let mut sim = Sim::new();
-    let (alice, bob) = call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[(MediaKind::Video, Direction::SendOnly)]);
     let alice_addr = sim.clients[alice].addr;
 
     // Hold alice's datagrams back for 1.5 s while she sends four video packets: we get her

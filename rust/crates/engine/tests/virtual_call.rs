@@ -15,51 +15,6 @@ use visio_engine::EngineEvent;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Alice publishes audio and video; Bob only receives (his offer has one recvonly audio line).
-fn two_party_call(sim: &mut Sim) -> (usize, usize) {
-    let alice = sim.join(
-        "room",
-        "alice",
-        &[
-            (MediaKind::Audio, Direction::SendOnly),
-            (MediaKind::Video, Direction::SendOnly),
-        ],
-    );
-    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
-    let connected = sim.run_until(5 * SECOND, |s| {
-        s.clients.iter().all(|c| s.core.peer_connected(c.peer))
-    });
-    assert!(
-        connected,
-        "both peers complete ICE and DTLS within 5 s of virtual time"
-    );
-    let tracks: Vec<_> = sim
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            EngineEvent::TrackPublished { peer, track, .. } if *peer == sim.clients[alice].peer => {
-                Some(*track)
-            }
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        tracks.len(),
-        2,
-        "alice's audio and video are published: {:?}",
-        sim.events
-    );
-    let bob_peer = sim.clients[bob].peer;
-    for t in tracks {
-        sim.core
-            .subscribe(bob_peer, t, sim.now)
-            .expect("bob subscribes");
-    }
-    sim.pump();
-    sim.run_until(SECOND, |_| false);
-    (alice, bob)
-}
-
 /// Sends `n` video packets from `client`, one every 10 ms, each carrying its index.
 fn send_video(sim: &mut Sim, client: usize, n: u16) {
     let mid = sim
@@ -105,7 +60,10 @@ fn received_video(sim: &Sim, client: usize) -> (BTreeSet<u16>, Vec<u64>) {
 #[test]
 fn a_published_video_track_reaches_the_subscriber_and_nack_repairs_loss() {
     let mut sim = Sim::new();
-    let (alice, bob) = two_party_call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     // From now on, lose every 10th datagram alice sends.
     sim.loss = Some(Box::new(move |client, n| client == alice && n % 10 == 0));
     send_video(&mut sim, alice, 300);
@@ -141,7 +99,10 @@ fn a_published_video_track_reaches_the_subscriber_and_nack_repairs_loss() {
 #[test]
 fn closing_the_publisher_unpublishes_and_removes_the_subscribers_media() {
     let mut sim = Sim::new();
-    let (alice, bob) = two_party_call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     let bob_peer = sim.clients[bob].peer;
     assert_eq!(sim.core.subscription_states(bob_peer).len(), 2);
     let alice_peer = sim.clients[alice].peer;
@@ -171,7 +132,10 @@ fn closing_the_publisher_unpublishes_and_removes_the_subscribers_media() {
 #[test]
 fn hostile_datagrams_are_dropped_by_reason_and_never_answered() {
     let mut sim = Sim::new();
-    let (alice, bob) = two_party_call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     let stranger = "10.9.9.9:1234".parse().expect("an address");
     let known_ufrag = sim
         .core
@@ -272,7 +236,10 @@ fn crc32(data: &[u8]) -> u32 {
 #[test]
 fn a_peer_whose_consent_checks_stop_is_failed_and_removed_within_30_seconds() {
     let mut sim = Sim::new();
-    let (alice, bob) = two_party_call(&mut sim);
+    let (alice, bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     let alice_peer = sim.clients[alice].peer;
     let bob_peer = sim.clients[bob].peer;
     // Alice vanishes: nothing she sends arrives any more.
@@ -306,7 +273,10 @@ fn a_peer_that_never_connects_fails_at_the_connect_timeout() {
 #[test]
 fn a_loud_audio_track_becomes_the_active_speaker_and_silence_clears_it() {
     let mut sim = Sim::new();
-    let (alice, _bob) = two_party_call(&mut sim);
+    let (alice, _bob) = sim.two_party_call(&[
+        (MediaKind::Audio, Direction::SendOnly),
+        (MediaKind::Video, Direction::SendOnly),
+    ]);
     let alice_peer = sim.clients[alice].peer;
     let audio_track = sim
         .events
@@ -447,16 +417,7 @@ fn a_subscribers_sdp_does_not_grow_with_publishers_who_came_and_went() {
             sim.run_until(5 * SECOND, |s| s.core.peer_connected(pub_peer)
                 && s.core.peer_connected(bob_peer))
         );
-        let tracks: Vec<_> = sim
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                EngineEvent::TrackPublished { peer, track, .. } if *peer == pub_peer => {
-                    Some(*track)
-                }
-                _ => None,
-            })
-            .collect();
+        let tracks = sim.published_tracks(publisher);
         assert_eq!(tracks.len(), 2, "round {round}");
         for t in &tracks {
             sim.core
@@ -528,22 +489,13 @@ fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
         (MediaKind::Audio, Direction::SendOnly),
         (MediaKind::Video, Direction::SendOnly),
     ];
-    let tracks_of = |sim: &Sim, peer| -> Vec<_> {
-        sim.events
-            .iter()
-            .filter_map(|e| match e {
-                EngineEvent::TrackPublished { peer: p, track, .. } if *p == peer => Some(*track),
-                _ => None,
-            })
-            .collect()
-    };
     let first = sim.join("room", "first", &media);
     let first_peer = sim.clients[first].peer;
     assert!(
         sim.run_until(5 * SECOND, |s| s.core.peer_connected(first_peer)
             && s.core.peer_connected(bob_peer))
     );
-    for t in tracks_of(&sim, first_peer) {
+    for t in sim.published_tracks(first) {
         sim.core
             .subscribe(bob_peer, t, sim.now)
             .expect("bob subscribes");
@@ -571,12 +523,12 @@ fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
     let second = sim.join("room", "second", &media);
     let second_peer = sim.clients[second].peer;
     for _ in 0..1000 {
-        if sim.core.peer_connected(second_peer) && tracks_of(&sim, second_peer).len() == 2 {
+        if sim.core.peer_connected(second_peer) && sim.published_tracks(second).len() == 2 {
             break;
         }
         sim.advance(std::time::Duration::from_millis(5)); // no offer is answered meanwhile
     }
-    for t in tracks_of(&sim, second_peer) {
+    for t in sim.published_tracks(second) {
         sim.core
             .subscribe(bob_peer, t, sim.now)
             .expect("bob subscribes");
@@ -594,9 +546,9 @@ fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
     let third_peer = sim.clients[third].peer;
     assert!(
         sim.run_until(5 * SECOND, |s| s.core.peer_connected(third_peer)
-            && tracks_of(s, third_peer).len() == 2)
+            && s.published_tracks(third).len() == 2)
     );
-    let third_tracks = tracks_of(&sim, third_peer); // audio, video: the offer's order
+    let third_tracks = sim.published_tracks(third); // audio, video: the offer's order
     sim.core
         .subscribe(bob_peer, third_tracks[0], sim.now)
         .expect("bob subscribes to third's audio");
