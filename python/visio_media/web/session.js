@@ -765,6 +765,10 @@ function errorFromServer(msg) {
       return make("room_full", "This meeting is full.");
     case "shutting_down":
       return make("unavailable", "The server is restarting. Try again in a moment.");
+    case "too_many_tracks":
+      return make("media", "This meeting cannot take more cameras, microphones or screens right now.");
+    case "server_busy":
+      return make("unavailable", "The server is busy. Try again in a moment.");
     default:
       return make("protocol", `Server error (${msg.code}): ${text}`);
   }
