@@ -42,9 +42,11 @@ class EngineCollector(Collector):
         self,
         snapshot: Callable[[], dict[str, Any]],
         control: Callable[[], dict[str, int]],
+        evictions: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._control = control
+        self._evictions = evictions
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
@@ -74,6 +76,17 @@ class EngineCollector(Collector):
             yield g
         for name, value in sorted(self._control().items()):
             yield GaugeMetricFamily(f"visio_{name}", _CONTROL_HELP.get(name, name), value=value)
+        if self._evictions is not None:
+            evicted = CounterMetricFamily(
+                "visio_connections_evicted",
+                "Connections closed to stay within the flood limits, by kind. idle_http: an HTTP "
+                "connection with no request in progress (server.max_pending_connections); "
+                "unjoined_websocket: a WebSocket that had not joined (signalling.max_unjoined).",
+                labels=["kind"],
+            )
+            for kind, n in sorted(self._evictions().items()):
+                evicted.add_metric([kind], float(n))
+            yield evicted
 
 
 _CONTROL_HELP = {
@@ -81,6 +94,8 @@ _CONTROL_HELP = {
     "participants": "Participants in rooms, including those in their reconnect grace period.",
     "participants_disconnected": "Participants in their reconnect grace period.",
     "ready": "1 while the server accepts joins, 0 while starting or draining.",
+    "http_connections_idle": "HTTP connections open with no request in progress.",
+    "websockets_unjoined": "WebSockets upgraded that have not joined yet.",
 }
 
 
@@ -89,9 +104,10 @@ class Metrics:
         self,
         snapshot: Callable[[], dict[str, Any]],
         control: Callable[[], dict[str, int]],
+        evictions: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(EngineCollector(snapshot, control))
+        self.registry.register(EngineCollector(snapshot, control, evictions))
         self.join_seconds = Histogram(
             "visio_join_duration_seconds",
             "From a join request to the `joined` reply.",

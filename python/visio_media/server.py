@@ -73,11 +73,13 @@ class ServerState:
         )
         self.rooms = RoomManager(self.engine, config.room, self.supervisor)
         self.ready = False
-        self.metrics = Metrics(self.engine.stats_snapshot, self._control_gauges)
         self.sessions: set[asyncio.Task[Any]] = set()
         # Caps on what unauthenticated clients may hold, within a share of the fd limit.
         self.connections = ConnectionGuard(fd_share(config.server.max_pending_connections))
         self.lobby = Lobby(fd_share(config.signalling.max_unjoined))
+        self.metrics = Metrics(
+            self.engine.stats_snapshot, self._control_gauges, self._evictions
+        )
 
     def _control_gauges(self) -> dict[str, int]:
         participants = [p for r in self.rooms.rooms.values() for p in r.participants.values()]
@@ -86,6 +88,14 @@ class ServerState:
             "participants": len(participants),
             "participants_disconnected": sum(1 for p in participants if not p.present),
             "ready": int(self.ready and self.rooms.accepting),
+            "http_connections_idle": self.connections.idle,
+            "websockets_unjoined": len(self.lobby),
+        }
+
+    def _evictions(self) -> dict[str, int]:
+        return {
+            "idle_http": self.connections.evicted,
+            "unjoined_websocket": self.lobby.evicted,
         }
 
     def verify(self, token: str) -> AccessToken:

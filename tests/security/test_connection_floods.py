@@ -264,6 +264,21 @@ async def test_real_call_survives_floods_when_the_fd_limit_cannot_be_raised(
 # ------------------------------------------------------------------ the bounds, one by one
 
 
+async def scrape(http_url: str) -> dict[str, float]:
+    """``/metrics`` as {series (name and labels): value}."""
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(10):
+            async with http.get(http_url + "/metrics") as r:
+                assert r.status == 200, r.status
+                text = await r.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
 async def read_until_closed(reader: asyncio.StreamReader, within: float) -> bytes:
     """Everything the server sends until it closes the connection (TimeoutError if it does
     not within ``within`` s)."""
@@ -312,6 +327,9 @@ async def test_oldest_idle_connections_make_room_for_new_ones() -> None:
             # A real request gets in (closing the oldest idle one), and is served.
             assert await healthz(srv.http_url) == 200
             assert await read_until_closed(silent[3][0], within=5.0) == b""
+            # An SRE sees it: every eviction counted (the scrape may evict one more).
+            metrics = await scrape(srv.http_url)
+            assert metrics['visio_connections_evicted_total{kind="idle_http"}'] >= 4, metrics
         finally:
             for _, w in silent:
                 w.transport.abort()
@@ -330,6 +348,9 @@ async def test_oldest_unjoined_websocket_is_closed_with_1013_for_a_new_one() -> 
             assert reply["type"] == "joined", reply
             for s in socks[1:]:
                 assert (await s.request({"type": "ping"}))["type"] == "pong"
+            metrics = await scrape(srv.http_url)
+            assert metrics['visio_connections_evicted_total{kind="unjoined_websocket"}'] == 1
+            assert metrics["visio_websockets_unjoined"] == 2, metrics
         finally:
             for s in (*socks, real):
                 await s.close()
