@@ -280,7 +280,24 @@ impl ShardCore {
 
     // ---------------------------------------------------------------- network and time
 
+    /// One datagram on its own: a receive batch of one.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.receive(now, source, data);
+    }
+
+    /// A receive batch (one `recvmmsg`), in order, all at the instant `now`.
+    #[inline(never)]
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+    ) {
+        for (source, data) in batch {
+            self.receive(now, source, data);
+        }
+    }
+
+    fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
         self.stats.packets_in.fetch_add(1, Relaxed);
         self.stats.bytes_in.fetch_add(data.len() as u64, Relaxed);
         if data.len() > self.settings.max_datagram {

@@ -149,11 +149,13 @@ impl Sim {
                 self.drain_client(i);
             }
             if self.deliver_uplink {
-                for (i, data) in std::mem::take(&mut self.uplink) {
-                    moved = true;
-                    let src = self.clients[i].addr;
-                    self.core.handle_datagram(self.now, src, &data);
-                }
+                // Everything in flight reaches the shard as one receive batch, as a
+                // `recvmmsg` hands it over.
+                let uplink = std::mem::take(&mut self.uplink);
+                moved |= !uplink.is_empty();
+                let clients = &self.clients;
+                let batch = uplink.iter().map(|(i, d)| (clients[*i].addr, &d[..]));
+                self.core.handle_datagrams(self.now, batch);
             }
             let transmits: Vec<_> = self.core.take_transmits().collect();
             for t in transmits {
