@@ -5,6 +5,11 @@
 //! replay protection drops a datagram seen before, so each one is fed exactly once; the pool
 //! is refilled outside the timed section when it runs out. Virtual time moves 1 ms per input.
 //!
+//! `srtp_in_to_n_subscribers` feeds one datagram per call (`handle_datagram`);
+//! `srtp_batch8_in_to_n_subscribers` feeds `BATCH` datagrams at one instant per call
+//! (`handle_datagrams`, as the runner hands over a `recvmmsg` batch) and reports the time per
+//! input datagram, so the two read alike.
+//!
 //! Run: `cargo bench -p visio-engine --bench forwarding -- --warm-up-time 1 --measurement-time 3`
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -20,6 +25,7 @@ use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::RtpWrite;
 use str0m::Input;
 use visio_engine::peer::OutState;
+use visio_engine::shard::ShardCore;
 use visio_engine::sim::Sim;
 use visio_engine::EngineEvent;
 
@@ -35,6 +41,8 @@ const TAG: usize = 16;
 const HEADER: usize = 28;
 /// Inputs fed before the setup checks count anything.
 const WARM: usize = 1500;
+/// Datagrams per receive batch in the batched variant (`recvmmsg` gives up to 32).
+const BATCH: usize = 8;
 
 /// Counts heap allocations while `COUNTING` is set: in the forwarding path (`handle_datagram`
 /// and `take_transmits`) during the setup checks only.
@@ -76,6 +84,8 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 struct Rig {
     sim: Sim,
     n: usize,
+    /// Datagrams fed per call: 1 through `handle_datagram`, more through `handle_datagrams`.
+    k: usize,
     publisher: usize,
     publisher_addr: SocketAddr,
     mid: Mid,
@@ -101,7 +111,7 @@ struct Tally {
 }
 
 impl Rig {
-    fn new(n: usize) -> Rig {
+    fn new(n: usize, k: usize) -> Rig {
         let mut sim = Sim::new();
         let publisher = sim.join(
             "bench",
@@ -161,6 +171,7 @@ impl Rig {
         let mut rig = Rig {
             sim,
             n,
+            k,
             publisher,
             publisher_addr,
             mid,
@@ -241,14 +252,16 @@ impl Rig {
         sim.pump();
     }
 
-    /// Feeds the next datagram (one `STEP` later), firing the shard's due timers first.
-    /// Returns the time spent in the forwarding path and the datagrams it queued.
+    /// Feeds the next `k` datagrams at one instant (`k` `STEP`s later, so the media rate is
+    /// the same whatever `k`), firing the shard's due timers first. Returns the time spent in
+    /// the forwarding path and the datagrams it queued.
     #[inline]
     fn feed_next(&mut self) -> (Duration, usize) {
-        if self.cursor == self.pool.len() {
+        let k = self.k;
+        if self.cursor + k > self.pool.len() {
             self.refill();
         }
-        self.sim.now += STEP;
+        self.sim.now += STEP * k as u32;
         let now = self.sim.now;
         if self.sim.core.next_deadline().is_some_and(|d| d <= now) {
             let t0 = Instant::now();
@@ -259,18 +272,21 @@ impl Rig {
             self.tally.timer_runs += 1;
         }
         let core = &mut self.sim.core;
-        let pkt = &self.pool[self.cursor];
-        self.cursor += 1;
+        let batch = &self.pool[self.cursor..self.cursor + k];
+        self.cursor += k;
 
         COUNTING.store(self.count_allocs, Relaxed);
         let t0 = Instant::now();
-        core.handle_datagram(now, self.publisher_addr, black_box(pkt));
-        let sent = core.take_transmits().count();
+        let sent = if k == 1 {
+            forward_one(core, now, self.publisher_addr, &batch[0])
+        } else {
+            forward_batch(core, now, self.publisher_addr, batch)
+        };
         let spent = t0.elapsed();
         COUNTING.store(false, Relaxed);
 
         core.take_events().for_each(drop);
-        self.tally.fed += 1;
+        self.tally.fed += k as u64;
         self.tally.transmits += sent as u64;
         (spent, sent)
     }
@@ -282,20 +298,23 @@ impl Rig {
             self.feed_next();
         }
         let stats = self.sim.core.stats().clone();
-        let count = 500u64;
+        let k = self.k as u64;
+        // Inputs; a multiple of `k`.
+        let count = 496u64;
         let before = stats.snapshot().rtp_forwarded;
         let sent_before = self.tally.transmits;
         ALLOCS.store(0, Relaxed);
         ALLOC_BYTES.store(0, Relaxed);
         let mut spent = Duration::ZERO;
         self.count_allocs = true;
-        for _ in 0..count {
+        for _ in 0..count / k {
             let (t, sent) = self.feed_next();
             spent += t;
             assert!(
-                sent >= self.n,
-                "{sent} datagrams for {} subscribers",
-                self.n
+                sent >= self.n * self.k,
+                "{sent} datagrams for {} subscribers and {} inputs",
+                self.n,
+                self.k
             );
         }
         self.count_allocs = false;
@@ -327,11 +346,12 @@ impl Rig {
         );
 
         eprintln!(
-            "setup N={}: srtp profile {}, input datagram {} bytes; {count} fresh inputs \
+            "setup N={} K={}: srtp profile {}, input datagram {} bytes; {count} fresh inputs \
              -> {forwarded} forwarded, {sent} datagrams out ({:.1} us/input unbenched); \
              {:.1} allocations and {:.0} bytes allocated per input ({:.1} allocs per \
              subscriber packet); a replayed input forwards 0 and sends {replay_out}",
             self.n,
+            self.k,
             self.srtp_profile,
             last.len(),
             spent.as_secs_f64() * 1e6 / count as f64,
@@ -342,33 +362,64 @@ impl Rig {
     }
 }
 
+/// The timed forwarding path for one datagram (a function of its own so callgrind can
+/// count it: `--toggle-collect='*forward_one*'`).
+#[inline(never)]
+fn forward_one(core: &mut ShardCore, now: Instant, from: SocketAddr, pkt: &[u8]) -> usize {
+    core.handle_datagram(now, from, black_box(pkt));
+    core.take_transmits().count()
+}
+
+/// The timed forwarding path for one receive batch (`--toggle-collect='*forward_batch*'`).
+#[inline(never)]
+fn forward_batch(core: &mut ShardCore, now: Instant, from: SocketAddr, batch: &[Vec<u8>]) -> usize {
+    core.handle_datagrams(now, batch.iter().map(|d| (from, black_box(&d[..]))));
+    core.take_transmits().count()
+}
+
 fn forwarding(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward");
-    for n in SUBSCRIBERS {
+    for (name, k) in [
+        ("srtp_in_to_n_subscribers", 1),
+        ("srtp_batch8_in_to_n_subscribers", BATCH),
+    ] {
+        for n in SUBSCRIBERS {
+            forwarding_one(&mut group, name, n, k);
+        }
+    }
+    group.finish();
+}
+
+/// Criterion's time per iteration is the time per input datagram, batched or not.
+fn forwarding_one(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    n: usize,
+    k: usize,
+) {
+    {
         // Built on first use, so a filter that skips this benchmark skips the setup too.
         let mut rig: Option<Rig> = None;
         let mut start = (Tally::default(), 0);
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(
-            BenchmarkId::new("srtp_in_to_n_subscribers", n),
-            &n,
-            |b, &n| {
-                let rig = rig.get_or_insert_with(|| {
-                    let r = Rig::new(n);
-                    start = (r.tally, r.sim.core.stats().snapshot().rtp_forwarded);
-                    r
-                });
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += rig.feed_next().0;
-                    }
-                    total
-                })
-            },
-        );
+        group.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+            let rig = rig.get_or_insert_with(|| {
+                let r = Rig::new(n, k);
+                start = (r.tally, r.sim.core.stats().snapshot().rtp_forwarded);
+                r
+            });
+            b.iter_custom(|iters| {
+                let batches = iters.div_ceil(k as u64);
+                let mut total = Duration::ZERO;
+                for _ in 0..batches {
+                    total += rig.feed_next().0;
+                }
+                // Per input datagram, scaled to the `iters` criterion asked for.
+                total.mul_f64(iters as f64 / (batches * k as u64) as f64)
+            })
+        });
         let Some(rig) = rig else {
-            continue;
+            return;
         };
         let (t0, fwd0) = start;
         let t = rig.tally;
@@ -381,7 +432,7 @@ fn forwarding(c: &mut Criterion) {
         );
         let runs = t.timer_runs - t0.timer_runs;
         eprintln!(
-            "forward N={n}: {fed} inputs fed while benchmarking, {forwarded} forwarded, \
+            "forward N={n} K={k}: {fed} inputs fed while benchmarking, {forwarded} forwarded, \
              {:.4} datagrams out per subscriber packet; not measured: {runs} runs of the \
              shard's timers (one per {:.1} inputs) sent {} datagrams and took {:.2} us per \
              input; peers still {}",
@@ -392,7 +443,6 @@ fn forwarding(c: &mut Criterion) {
             rig.sim.core.peer_count(),
         );
     }
-    group.finish();
 }
 
 fn nonce(i: u64) -> Nonce {

@@ -103,6 +103,9 @@ pub struct Peer {
     pub created: Instant,
     pub connected: bool,
     pub next_timeout: Option<Instant>,
+    /// RTP was written since the last `nudge`: it waits in str0m's send queue (see
+    /// `ShardCore::forward`).
+    pub nudge_due: bool,
     pub addrs: Vec<SocketAddr>,
     pub published: HashMap<Mid, TrackId>,
     pub ssrc_tracks: HashMap<Ssrc, TrackId>,
@@ -171,6 +174,7 @@ impl Peer {
             created: now,
             connected: false,
             next_timeout: None,
+            nudge_due: false,
             addrs: Vec::new(),
             published: HashMap::new(),
             ssrc_tracks: HashMap::new(),
@@ -426,18 +430,15 @@ impl Peer {
     }
 
     /// Queues one publisher packet on this peer's line for `src.track`, rewritten for this
-    /// subscriber (payload type, sequence number, timestamp), and lets str0m send it.
-    pub fn send_forwarded(
-        &mut self,
-        src: &Source<'_>,
-        pkt: &RtpPacket,
-        now: Instant,
-    ) -> Result<Forwarded> {
+    /// subscriber (payload type, sequence number, timestamp). It leaves when `nudge` runs:
+    /// str0m's send queue (a `VecDeque` per stream, no size limit) keeps every packet written
+    /// before that, in order.
+    pub fn send_forwarded(&mut self, src: &Source<'_>, pkt: &RtpPacket, now: Instant) -> Forwarded {
         let Some(i) = self.out_position(src.track) else {
-            return Ok(Forwarded::NotOpen);
+            return Forwarded::NotOpen;
         };
         let Some(mid) = self.outgoing[i].open_mid() else {
-            return Ok(Forwarded::NotOpen);
+            return Forwarded::NotOpen;
         };
         let cached = self.outgoing[i]
             .pt_map
@@ -453,7 +454,7 @@ impl Peer {
             }
         };
         let Some(pt_out) = pt_out else {
-            return Ok(Forwarded::NoCodec);
+            return Forwarded::NoCodec;
         };
         let (seq, ts) =
             self.outgoing[i]
@@ -461,7 +462,7 @@ impl Peer {
                 .map(src.ssrc, *pkt.seq_no, pkt.header.timestamp, now);
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return Ok(Forwarded::NotOpen);
+            return Forwarded::NotOpen;
         };
         stream.write_rtp(
             RtpWrite::new(pt_out, seq.into(), ts, pkt.timestamp, pkt.payload.clone())
@@ -469,10 +470,18 @@ impl Peer {
                 .ext_vals(src.ext.clone())
                 .nackable(src.video),
         );
-        // str0m sends queued RTP when time moves; this is that nudge.
-        self.rtc.handle_input(Input::Timeout(now))?;
+        self.nudge_due = true;
         self.stats.rtp_out.fetch_add(1, Relaxed);
-        Ok(Forwarded::Sent)
+        Forwarded::Sent
+    }
+
+    /// Lets str0m send what `send_forwarded` queued: it stamps and releases queued RTP when
+    /// its clock is handled, and a timeout at the same instant is enough. Every packet queued
+    /// since the last nudge goes out in the poll that follows.
+    pub fn nudge(&mut self, now: Instant) -> Result<()> {
+        self.nudge_due = false;
+        self.rtc.handle_input(Input::Timeout(now))?;
+        Ok(())
     }
 
     pub fn out_by_mid(&mut self, mid: Mid) -> Option<&mut OutTrack> {

@@ -204,20 +204,24 @@ impl Runner {
                             .count_drops(DropReason::RxQueueOverflow, kernel_drops);
                     }
                     let now = Instant::now();
-                    for (source, data, truncated) in batch.iter() {
-                        let stats = self.core.stats();
-                        match source {
-                            _ if truncated => {
-                                stats.packets_in.fetch_add(1, Relaxed);
-                                stats.count_drop(DropReason::TooLarge);
-                            }
-                            None => {
-                                stats.packets_in.fetch_add(1, Relaxed);
-                                stats.count_drop(DropReason::Malformed);
-                            }
-                            Some(src) => self.core.handle_datagram(now, src, data),
-                        }
-                    }
+                    let stats = Arc::clone(self.core.stats());
+                    let datagrams =
+                        batch
+                            .iter()
+                            .filter_map(|(source, data, truncated)| match source {
+                                _ if truncated => {
+                                    stats.packets_in.fetch_add(1, Relaxed);
+                                    stats.count_drop(DropReason::TooLarge);
+                                    None
+                                }
+                                None => {
+                                    stats.packets_in.fetch_add(1, Relaxed);
+                                    stats.count_drop(DropReason::Malformed);
+                                    None
+                                }
+                                Some(src) => Some((src, data)),
+                            });
+                    self.core.handle_datagrams(now, datagrams);
                     self.flush();
                 }
                 Err(e) => {

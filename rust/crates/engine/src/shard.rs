@@ -76,6 +76,10 @@ pub struct ShardCore {
     next_speaker_tick: Instant,
     /// Reused per forwarded packet: the subscribers of its track.
     fanout: Vec<PeerId>,
+    /// Inside a receive batch: forwarded RTP is only queued at the subscribers, who are
+    /// listed in `touched` and nudged once each when the batch ends.
+    batching: bool,
+    touched: Vec<PeerId>,
     /// Reused for a STUN check released by `addr_guard`.
     released: Vec<u8>,
     /// SRTCP replay windows of the peers that sent SRTCP.
@@ -110,6 +114,8 @@ impl ShardCore {
             due: Vec::new(),
             next_speaker_tick: Instant::now() + SPEAKER_TICK,
             fanout: Vec::new(),
+            batching: false,
+            touched: Vec::new(),
             released: Vec::new(),
             srtcp: IdMap::default(),
         }
@@ -280,7 +286,46 @@ impl ShardCore {
 
     // ---------------------------------------------------------------- network and time
 
+    /// One datagram on its own: a receive batch of one.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.batching = true;
+        self.receive(now, source, data);
+        self.end_batch(now);
+    }
+
+    /// A receive batch (one `recvmmsg`), in order, all at the instant `now`.
+    ///
+    /// Each datagram is handed to its peer's `Rtc` and drained before the next (str0m's
+    /// one-slot RTP receive); the RTP it carries is queued at every subscriber. Each
+    /// subscriber then gets one str0m timeout pass and one drain for the whole batch instead
+    /// of one per packet, and sends its packets in the order they were queued.
+    #[inline(never)]
+    pub fn handle_datagrams<'a>(
+        &mut self,
+        now: Instant,
+        batch: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+    ) {
+        self.batching = true;
+        for (source, data) in batch {
+            self.receive(now, source, data);
+        }
+        self.end_batch(now);
+    }
+
+    /// Sends what the batch queued at its subscribers: one nudge and one drain each.
+    fn end_batch(&mut self, now: Instant) {
+        self.batching = false;
+        let mut touched = std::mem::take(&mut self.touched);
+        for id in touched.drain(..) {
+            // An error here is the Rtc's; the drain reports it (and a gone peer is skipped).
+            let _ = self.with_peer(id, |p| p.nudge(now));
+            self.drain(id, now);
+        }
+        self.touched = touched;
+        self.run_work(now);
+    }
+
+    fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
         self.stats.packets_in.fetch_add(1, Relaxed);
         self.stats.bytes_in.fetch_add(data.len() as u64, Relaxed);
         if data.len() > self.settings.max_datagram {
@@ -759,13 +804,23 @@ impl ShardCore {
             ext: &ext,
         };
         for sub in fanout.iter().copied() {
-            match self.with_peer(sub, |p| p.send_forwarded(&source, &pkt, now)) {
-                Ok(Forwarded::Sent) => {
+            let sent = self.with_peer(sub, |p| {
+                let first = !p.nudge_due;
+                Ok((p.send_forwarded(&source, &pkt, now), first))
+            });
+            match sent {
+                Ok((Forwarded::Sent, first)) => {
                     self.stats.rtp_forwarded.fetch_add(1, Relaxed);
-                    self.drain(sub, now);
+                    if !self.batching {
+                        // Outside a receive batch (nothing does this today): send at once.
+                        let _ = self.with_peer(sub, |p| p.nudge(now));
+                        self.drain(sub, now);
+                    } else if first {
+                        self.touched.push(sub);
+                    }
                 }
-                Ok(Forwarded::NotOpen) => {}
-                Ok(Forwarded::NoCodec) => self.stats.count_drop(DropReason::NoCodec),
+                Ok((Forwarded::NotOpen, _)) => {}
+                Ok((Forwarded::NoCodec, _)) => self.stats.count_drop(DropReason::NoCodec),
                 Err(_) => self.drain(sub, now),
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! Used by the engine's integration tests and the forwarding benchmark. Clients are ordinary
 //! str0m peers (full ICE, DTLS client) in RTP mode; the network between them and the shard
-//! delivers instantly, optionally dropping chosen client→shard packets.
+//! delivers instantly, optionally dropping chosen client→shard or shard→client packets.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -23,6 +23,9 @@ use crate::stats::{PeerRegistry, ShardStats};
 /// Decides whether a client→shard datagram is lost; gets the client index and a counter.
 pub type LossFn = Box<dyn FnMut(usize, u64) -> bool>;
 
+/// Decides whether a shard→client datagram is lost; gets the client index and the datagram.
+pub type DownLossFn = Box<dyn FnMut(usize, &[u8]) -> bool>;
+
 pub struct Client {
     pub rtc: Rtc,
     /// Where the shard sees this client's datagrams come from (and sends to).
@@ -42,6 +45,8 @@ pub struct Client {
     /// Shard→client datagrams delivered to this client, and how many of them were not STUN.
     pub received: u64,
     pub received_non_stun: u64,
+    /// Shard→client datagrams dropped by `Sim::loss_down`.
+    pub lost_down: u64,
 }
 
 pub struct Sim {
@@ -50,6 +55,7 @@ pub struct Sim {
     pub clients: Vec<Client>,
     pub events: Vec<EngineEvent>,
     pub loss: Option<LossFn>,
+    pub loss_down: Option<DownLossFn>,
     /// When false, client datagrams are held in `uplink` instead of reaching the shard.
     pub deliver_uplink: bool,
     pub uplink: Vec<(usize, Vec<u8>)>,
@@ -85,6 +91,7 @@ impl Sim {
             clients: Vec::new(),
             events: Vec::new(),
             loss: None,
+            loss_down: None,
             deliver_uplink: true,
             uplink: Vec::new(),
             offers: Vec::new(),
@@ -136,6 +143,7 @@ impl Sim {
             lost: 0,
             received: 0,
             received_non_stun: 0,
+            lost_down: 0,
         });
         self.pump();
         index
@@ -149,11 +157,13 @@ impl Sim {
                 self.drain_client(i);
             }
             if self.deliver_uplink {
-                for (i, data) in std::mem::take(&mut self.uplink) {
-                    moved = true;
-                    let src = self.clients[i].addr;
-                    self.core.handle_datagram(self.now, src, &data);
-                }
+                // Everything in flight reaches the shard as one receive batch, as a
+                // `recvmmsg` hands it over.
+                let uplink = std::mem::take(&mut self.uplink);
+                moved |= !uplink.is_empty();
+                let clients = &self.clients;
+                let batch = uplink.iter().map(|(i, d)| (clients[*i].addr, &d[..]));
+                self.core.handle_datagrams(self.now, batch);
             }
             let transmits: Vec<_> = self.core.take_transmits().collect();
             for t in transmits {
@@ -231,6 +241,12 @@ impl Sim {
             self.elsewhere.push((dest, data.to_vec()));
             return;
         };
+        if let Some(lose) = &mut self.loss_down {
+            if lose(i, data) {
+                self.clients[i].lost_down += 1;
+                return;
+            }
+        }
         let c = &mut self.clients[i];
         c.received += 1;
         if data.first().is_some_and(|b| *b > 3) {

@@ -194,3 +194,122 @@ fn consecutive_bursts_on_both_tracks_at_one_instant_all_arrive() {
     assert_eq!(v.len(), 32, "video missing: {:?}", missing(&v, 32));
     assert_eq!(a.len(), 12, "audio missing: {:?}", missing(&a, 12));
 }
+
+/// A receive batch's fan-out is queued at every subscriber and sent after the batch, one
+/// str0m timeout pass per subscriber. A 16-packet keyframe in one batch, three subscribers:
+/// each gets every packet at once, in order, no gap; what the downlink lost on the way to one
+/// of them is asked for again (NACK) and resent (RTX) from what the shard sent.
+#[test]
+fn a_batch_reaches_every_subscriber_whole_and_in_order_and_nack_repairs_downlink_loss() {
+    const N: u16 = 16;
+    const LEN: usize = 900;
+    let mut sim = Sim::new();
+    let alice = sim.join(
+        "room",
+        "alice",
+        &[
+            (MediaKind::Audio, Direction::SendOnly),
+            (MediaKind::Video, Direction::SendOnly),
+        ],
+    );
+    let subs: Vec<usize> = ["bob", "carol", "dave"]
+        .iter()
+        .map(|name| sim.join("room", name, &[(MediaKind::Audio, Direction::RecvOnly)]))
+        .collect();
+    assert!(sim.connect_all(5 * SECOND), "everyone connects");
+    let tracks = sim.published_tracks(alice);
+    assert_eq!(tracks.len(), 2, "alice's tracks are published");
+    for &s in &subs {
+        let peer = sim.clients[s].peer;
+        for &t in &tracks {
+            sim.core.subscribe(peer, t, sim.now).expect("subscribe");
+        }
+    }
+    sim.pump();
+    sim.run_until(SECOND, |_| false);
+
+    let carol = subs[1];
+    // The 3rd and the 7th media datagram of the burst towards carol are lost, once each.
+    let mut seen = 0;
+    sim.loss_down = Some(Box::new(move |client, d| {
+        if client != carol || d.len() < LEN {
+            return false;
+        }
+        seen += 1;
+        seen == 3 || seen == 7
+    }));
+
+    let mid = sim.send_mid(alice, MediaKind::Video).expect("video line");
+    let pt = sim.pt_of(alice, Codec::Vp8).expect("VP8");
+    let forwarded_before = sim.core.stats().snapshot().rtp_forwarded;
+    let now = sim.now;
+    let frame: Vec<RtpWrite> = (0..N)
+        .map(|i| {
+            RtpWrite::new(
+                pt,
+                (3000 + u64::from(i)).into(),
+                180_000,
+                now,
+                payload(0x10, i, LEN),
+            )
+            .marker(i == N - 1)
+            .nackable(true)
+        })
+        .collect();
+    let batch = sim.send_burst(alice, mid, frame);
+    assert!(
+        batch >= usize::from(N),
+        "one batch holds the frame: {batch}"
+    );
+    let forwarded = sim.core.stats().snapshot().rtp_forwarded - forwarded_before;
+    assert_eq!(
+        forwarded,
+        3 * u64::from(N),
+        "each packet to each subscriber"
+    );
+
+    // At once, before time moves: whole and in order where nothing was lost.
+    for &s in &subs {
+        let (indices, seqs) = received(&sim, s, 0x10, LEN);
+        let expected = if s == carol { N - 2 } else { N };
+        assert_eq!(
+            indices.len(),
+            usize::from(expected),
+            "client {s} at once; missing: {:?}",
+            missing(&indices, N)
+        );
+        assert!(seqs.windows(2).all(|w| w[1] > w[0]), "in order: {seqs:?}");
+        if s != carol {
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0] + 1),
+                "no gaps: {seqs:?}"
+            );
+        }
+    }
+    assert_eq!(sim.clients[carol].lost_down, 2, "the downlink lost two");
+    assert_eq!(
+        missing(&received(&sim, carol, 0x10, LEN).0, N),
+        vec![2, 6],
+        "carol misses the 3rd and the 7th"
+    );
+
+    // NACK/RTX repairs carol's gap; nobody gets anything twice.
+    sim.run_until(2 * SECOND, |_| false);
+    for &s in &subs {
+        let (indices, seqs) = received(&sim, s, 0x10, LEN);
+        assert_eq!(
+            indices.len(),
+            usize::from(N),
+            "client {s} in the end; missing: {:?}",
+            missing(&indices, N)
+        );
+        assert_eq!(seqs.len(), usize::from(N), "each packet once: {seqs:?}");
+        let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
+        let (lo, hi) = (distinct.first().copied(), distinct.last().copied());
+        assert_eq!(
+            hi.zip(lo).map(|(h, l)| h - l + 1),
+            Some(u64::from(N)),
+            "one run of sequence numbers at client {s}: {seqs:?}"
+        );
+    }
+}
