@@ -3,10 +3,10 @@
 //! so every packet of such a batch must reach every subscriber. Virtual time, no sockets.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind};
+use str0m::media::{Direction, MediaKind, Pt};
 use str0m::rtp::RtpWrite;
 use str0m::Event;
 use visio_engine::sim::Sim;
@@ -18,6 +18,30 @@ fn payload(tag: u8, i: u16, len: usize) -> Vec<u8> {
     let mut p = vec![tag, (i >> 8) as u8, i as u8];
     p.resize(len, 0xAB);
     p
+}
+
+/// One video frame of `n` packets at one instant: sequence numbers from `first_seq`, one RTP
+/// timestamp, the marker on the last, each packet's index in its `len`-byte payload (tag 0x10).
+fn video_frame(
+    pt: Pt,
+    first_seq: u64,
+    ts: u32,
+    now: Instant,
+    (n, len): (u16, usize),
+) -> Vec<RtpWrite> {
+    (0..n)
+        .map(|i| {
+            RtpWrite::new(
+                pt,
+                (first_seq + u64::from(i)).into(),
+                ts,
+                now,
+                payload(0x10, i, len),
+            )
+            .marker(i == n - 1)
+            .nackable(true)
+        })
+        .collect()
 }
 
 /// Indices of the packets with `tag` and `len` that `client` received, and their sequence
@@ -59,19 +83,7 @@ fn a_keyframe_burst_delivered_at_one_instant_reaches_the_subscriber_whole() {
     let forwarded_before = sim.core.stats().snapshot().rtp_forwarded;
     let down_before = sim.clients[bob].received_non_stun;
     let now = sim.now;
-    let frame: Vec<RtpWrite> = (0..N)
-        .map(|i| {
-            RtpWrite::new(
-                pt,
-                (5000 + u64::from(i)).into(),
-                90_000,
-                now,
-                payload(0x10, i, LEN),
-            )
-            .marker(i == N - 1)
-            .nackable(true)
-        })
-        .collect();
+    let frame = video_frame(pt, 5000, 90_000, now, (N, LEN));
     let batch = sim.send_burst(alice, mid, frame);
     assert!(
         batch >= usize::from(N),
@@ -243,19 +255,7 @@ fn a_batch_reaches_every_subscriber_whole_and_in_order_and_nack_repairs_downlink
     let pt = sim.pt_of(alice, Codec::Vp8).expect("VP8");
     let forwarded_before = sim.core.stats().snapshot().rtp_forwarded;
     let now = sim.now;
-    let frame: Vec<RtpWrite> = (0..N)
-        .map(|i| {
-            RtpWrite::new(
-                pt,
-                (3000 + u64::from(i)).into(),
-                180_000,
-                now,
-                payload(0x10, i, LEN),
-            )
-            .marker(i == N - 1)
-            .nackable(true)
-        })
-        .collect();
+    let frame = video_frame(pt, 3000, 180_000, now, (N, LEN));
     let batch = sim.send_burst(alice, mid, frame);
     assert!(
         batch >= usize::from(N),

@@ -387,6 +387,11 @@ fn a_garbage_answer_is_refused_and_the_offer_is_made_again() {
     assert!(opened, "{:?}", sim.core.subscription_states(bob_peer));
 }
 
+/// Exactly `n` subscriptions, all negotiated.
+fn all_open(states: &[(visio_engine::TrackId, OutState)], n: usize) -> bool {
+    states.len() == n && states.iter().all(|(_, st)| matches!(st, OutState::Open(_)))
+}
+
 fn mid_of(sim: &Sim, peer: visio_engine::PeerId) -> str0m::media::Mid {
     match sim.core.subscription_states(peer).first() {
         Some((_, OutState::Open(m))) => *m,
@@ -426,7 +431,7 @@ fn a_subscribers_sdp_does_not_grow_with_publishers_who_came_and_went() {
         }
         assert!(sim.run_until(SECOND, |s| {
             let states = s.core.subscription_states(bob_peer);
-            states.len() == 2 && states.iter().all(|(_, st)| matches!(st, OutState::Open(_)))
+            all_open(&states, 2)
         }));
         if round == 29 {
             break;
@@ -535,7 +540,7 @@ fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
     }
     assert!(sim.run_until(2 * SECOND, |s| {
         let st = s.core.subscription_states(bob_peer);
-        st.len() == 2 && st.iter().all(|(_, st)| matches!(st, OutState::Open(_)))
+        all_open(&st, 2)
     }));
     assert_eq!(lines_in(&sim), 3, "second took over first's lines");
 
@@ -562,7 +567,7 @@ fn lines_are_reused_when_a_newcomer_arrives_before_the_leavers_line_is_free() {
         .expect("bob subscribes to third's video");
     assert!(sim.run_until(2 * SECOND, |s| {
         let st = s.core.subscription_states(bob_peer);
-        st.len() == 2 && st.iter().all(|(_, st)| matches!(st, OutState::Open(_)))
+        all_open(&st, 2)
     }));
     // Third's audio had to take a new line (offered before any was free); its video took
     // second's video line.

@@ -102,6 +102,34 @@ struct VideoTx {
     force_key: bool,
 }
 
+impl AudioTx {
+    fn new(mid: Mid, pt: Option<Pt>, now: Instant) -> Self {
+        AudioTx {
+            mid,
+            pt,
+            seq: 1,
+            ts: 0,
+            next: now,
+            n: 0,
+        }
+    }
+}
+
+impl VideoTx {
+    /// Starts with a keyframe.
+    fn new(mid: Mid, pt: Option<Pt>, now: Instant) -> Self {
+        VideoTx {
+            mid,
+            pt,
+            seq: 1,
+            ts: 0,
+            next: now,
+            next_key: now,
+            force_key: true,
+        }
+    }
+}
+
 /// At most this many late packet times are caught up in one go; later ones are skipped.
 const MAX_CATCH_UP: u32 = 5;
 
@@ -198,23 +226,8 @@ impl Client {
             transport: Transport::Rtc(Box::new(rtc)),
             stats,
             pending: Some(pending),
-            audio: audio_mid.map(|mid| AudioTx {
-                mid,
-                pt: None,
-                seq: 1,
-                ts: 0,
-                next: now,
-                n: 0,
-            }),
-            video: video_mid.map(|mid| VideoTx {
-                mid,
-                pt: None,
-                seq: 1,
-                ts: 0,
-                next: now,
-                next_key: now,
-                force_key: true,
-            }),
+            audio: audio_mid.map(|mid| AudioTx::new(mid, None, now)),
+            video: video_mid.map(|mid| VideoTx::new(mid, None, now)),
             opts,
             rx: HashMap::new(),
             raw_seq: HashMap::new(),
@@ -253,23 +266,12 @@ impl Client {
             }),
             stats,
             pending: None,
-            audio: opts.audio.then(|| AudioTx {
-                mid: Mid::from("0"),
-                pt: Some(RAW_PT_OPUS.into()),
-                seq: 1,
-                ts: 0,
-                next: now,
-                n: 0,
-            }),
-            video: opts.video.then(|| VideoTx {
-                mid: Mid::from("1"),
-                pt: Some(RAW_PT_VP8.into()),
-                seq: 1,
-                ts: 0,
-                next: now,
-                next_key: now,
-                force_key: true,
-            }),
+            audio: opts
+                .audio
+                .then(|| AudioTx::new(Mid::from("0"), Some(RAW_PT_OPUS.into()), now)),
+            video: opts
+                .video
+                .then(|| VideoTx::new(Mid::from("1"), Some(RAW_PT_VP8.into()), now)),
             opts,
             rx: HashMap::new(),
             raw_seq: HashMap::new(),
