@@ -522,6 +522,7 @@ class RoomManager:
                 if p.peer_id == event.peer_id:
                     self._by_peer.pop(event.peer_id, None)
                     p.peer_id = None
+                    p.offered_tracks = 0  # its tracks are gone with it
             case _:
                 pass
 

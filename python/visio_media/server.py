@@ -188,11 +188,12 @@ def _origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
     if own is None:
         return False
     own_host, own_port = own
-    # Behind a TLS proxy the server cannot see its scheme: the Host's port defaults to the
-    # origin's, and the origin's scheme must be the one the request came over (or https when a
-    # proxy terminated TLS and said so).
+    # Behind a TLS proxy the server cannot see its scheme: a Host without a port means the
+    # default port of the origin's scheme (never the origin's own port: a page on another port
+    # of the same host is another origin), and the origin's scheme must be the one the request
+    # came over (or https when a proxy terminated TLS and said so).
     if own_port is None:
-        own_port = port
+        own_port = 443 if scheme == "https" else 80
     return own_host == host and own_port == port and scheme in (
         request.scheme,
         request.headers.get("X-Forwarded-Proto", request.scheme).lower(),

@@ -101,6 +101,12 @@ async def test_websocket_refuses_a_foreign_origin() -> None:
             assert await ws_status(srv, {"Origin": origin}) == 403, origin
         status, payload = await call(srv, "GET", "/ws", {"Origin": "http://evil.example"})
         assert status == 403 and payload["error"]["code"] == "origin_not_allowed", payload
+        # Behind a proxy the Host may carry no port: it means the scheme's default port, so a
+        # page on another port of the same host is another origin.
+        assert await ws_status(srv, {"Origin": "http://meet.example",
+                                     "Host": "meet.example"}) == "joined"
+        assert await ws_status(srv, {"Origin": "http://meet.example:8443",
+                                     "Host": "meet.example"}) == 403
 
 
 async def test_websocket_accepts_the_origins_listed_in_the_config() -> None:

@@ -265,6 +265,12 @@ impl Peer {
                 s => s,
             };
         }
+        // A subscription dropped while its new line was still in the withdrawn offer has no
+        // line at all now: nothing to stop, nothing to reuse.
+        let rtc = &self.rtc;
+        self.outgoing
+            .retain(|o| !matches!(o.state, OutState::ToStop(m) if rtc.media(m).is_none()));
+        self.reindex_outgoing();
     }
 
     /// Puts queued subscription changes into a new offer, unless one is outstanding.
@@ -354,6 +360,7 @@ impl Peer {
             }
             i += 1;
         }
+        self.reindex_outgoing();
     }
 
     /// Our SDP as it goes out: candidates in every section, and the current msid of every

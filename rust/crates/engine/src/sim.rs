@@ -281,7 +281,15 @@ impl Sim {
 
     /// Answers every server offer waiting in `events`, as a client would.
     pub fn answer_offers(&mut self) {
-        loop {
+        while self.answer_offers_once() {
+            self.pump();
+        }
+    }
+
+    /// Answers the server offers waiting now, not those the answers lead to; false if there
+    /// were none.
+    pub fn answer_offers_once(&mut self) -> bool {
+        {
             let offers: Vec<(PeerId, String)> = self
                 .events
                 .iter()
@@ -291,7 +299,7 @@ impl Sim {
                 })
                 .collect();
             if offers.is_empty() {
-                return;
+                return false;
             }
             self.events
                 .retain(|e| !matches!(e, EngineEvent::Offer { .. }));
@@ -310,8 +318,8 @@ impl Sim {
                     .apply_answer(peer, &answer.to_sdp_string(), self.now)
                     .expect("the shard accepts the answer");
             }
-            self.pump();
         }
+        true
     }
 
     /// Runs until `done` holds or `limit` of virtual time passes; true if `done` held.

@@ -646,3 +646,62 @@ fn dropping_one_subscription_keeps_the_later_ones_forwarding() {
     let (indices, _) = received_video(&sim, bob);
     assert!(indices.is_empty(), "carol's video no longer reaches bob");
 }
+
+/// A take-over (a waiting subscription taking the line of a track going away) removes an
+/// entry from the subscriber's list; the lookup index must follow at once, not only when the
+/// answer comes: a subscription listed after it is still found (here: unsubscribed) while the
+/// take-over's offer is out.
+#[test]
+fn subscriptions_after_a_taken_over_line_are_still_found_before_the_answer() {
+    let mut sim = Sim::new();
+    let bob = sim.join("room", "bob", &[(MediaKind::Audio, Direction::RecvOnly)]);
+    let bob_peer = sim.clients[bob].peer;
+    let video = [(MediaKind::Video, Direction::SendOnly)];
+    let (a, b, c) = (
+        sim.join("room", "a", &video),
+        sim.join("room", "b", &video),
+        sim.join("room", "c", &video),
+    );
+    assert!(sim.connect_all(5 * SECOND));
+    let (ta, tb, tc) = (
+        sim.published_tracks(a)[0],
+        sim.published_tracks(b)[0],
+        sim.published_tracks(c)[0],
+    );
+    for t in [ta, tb] {
+        sim.core
+            .subscribe(bob_peer, t, sim.now)
+            .expect("bob subscribes");
+    }
+    assert!(sim.run_until(SECOND, |s| all_open(
+        &s.core.subscription_states(bob_peer),
+        2
+    )));
+    // An offer of bob's is out (for c, unanswered) when a leaves: a's line waits in ToStop.
+    sim.core
+        .subscribe(bob_peer, tc, sim.now)
+        .expect("bob subscribes to c");
+    sim.pump();
+    sim.core
+        .unsubscribe(bob_peer, ta, sim.now)
+        .expect("bob drops a");
+    sim.pump();
+    // d's video, subscribed now, takes a's line when the next offer is made (after the answer).
+    let d = sim.join("room", "d", &video);
+    for _ in 0..1000 {
+        if sim.core.peer_connected(sim.clients[d].peer) && !sim.published_tracks(d).is_empty() {
+            break;
+        }
+        sim.advance(std::time::Duration::from_millis(5)); // bob's offer stays unanswered
+    }
+    let td = sim.published_tracks(d)[0];
+    sim.core
+        .subscribe(bob_peer, td, sim.now)
+        .expect("bob subscribes to d");
+    sim.pump();
+    // Answers c's offer only: the take-over offer that follows stays unanswered.
+    assert!(sim.answer_offers_once());
+    sim.core
+        .unsubscribe(bob_peer, tb, sim.now)
+        .expect("b, listed after a's old entry, is still found");
+}
