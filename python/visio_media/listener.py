@@ -65,6 +65,31 @@ def handler_args(header_timeout_seconds: float) -> dict[str, Any]:
     return {"keepalive_timeout": header_timeout_seconds}
 
 
+class EvictionLog:
+    """Counts connections closed to stay within a limit, and says so in the log at most every
+    ``WARN_EVERY_SECONDS`` (a flood must not flood the log too)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.total = 0
+        self._unreported = 0
+        self._reported_at = 0.0
+
+    def evicted(self) -> None:
+        self.total += 1
+        self._unreported += 1
+
+    def report(self, limit: int) -> None:
+        if not self._unreported:
+            return
+        now = time.monotonic()
+        if now - self._reported_at >= WARN_EVERY_SECONDS:
+            log.warning("%d %s closed to stay within its limit, %d", self._unreported,
+                        self.what, limit)
+            self._unreported = 0
+            self._reported_at = now
+
+
 class ConnectionGuard:
     """Idle HTTP connections, oldest first, at most ``limit`` of them."""
 
@@ -73,9 +98,11 @@ class ConnectionGuard:
         self.what = what
         self._open: dict[object, asyncio.BaseTransport] = {}
         self._idle: dict[object, asyncio.BaseTransport] = {}
-        self.evicted = 0
-        self._unreported = 0
-        self._reported_at = 0.0
+        self._log = EvictionLog(f"idle connection(s) ({what})")
+
+    @property
+    def evicted(self) -> int:
+        return self._log.total
 
     @property
     def open(self) -> int:
@@ -110,19 +137,8 @@ class ConnectionGuard:
             key, transport = next(iter(self._idle.items()))
             del self._idle[key]
             transport.close()
-            self.evicted += 1
-            self._unreported += 1
-        if self._unreported:
-            now = time.monotonic()
-            if now - self._reported_at >= WARN_EVERY_SECONDS:
-                log.warning(
-                    "%d idle connection(s) closed to stay within %s = %d",
-                    self._unreported,
-                    self.what,
-                    self.limit,
-                )
-                self._unreported = 0
-                self._reported_at = now
+            self._log.evicted()
+        self._log.report(self.limit)
 
 
 class _GuardedProtocol(asyncio.Protocol):

@@ -29,6 +29,7 @@ from visio_media.errors import (
     TrackLimitError,
     VisioError,
 )
+from visio_media.listener import EvictionLog
 from visio_media.participants import Participant
 from visio_media.rooms import SOURCE_KINDS, RoomManager
 
@@ -43,7 +44,6 @@ CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
 CLOSE_UNSUPPORTED = WSCloseCode.UNSUPPORTED_DATA
 CLOSE_TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER
 # Evictions from the lobby are summed up in one warning at most this often.
-LOBBY_WARN_EVERY_SECONDS = 10.0
 
 
 class WsLink:
@@ -106,9 +106,11 @@ class Lobby:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._waiting: dict[Session, None] = {}
-        self.evicted = 0
-        self._unreported = 0
-        self._reported_at = 0.0
+        self._log = EvictionLog("WebSocket(s) that had not joined (signalling.max_unjoined)")
+
+    @property
+    def evicted(self) -> int:
+        return self._log.total
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -119,20 +121,9 @@ class Lobby:
             oldest = next(iter(self._waiting))
             del self._waiting[oldest]
             oldest.evict()
-            self.evicted += 1
-            self._unreported += 1
+            self._log.evicted()
         self._waiting[session] = None
-        if self._unreported:
-            now = time.monotonic()
-            if now - self._reported_at >= LOBBY_WARN_EVERY_SECONDS:
-                log.warning(
-                    "%d WebSocket(s) that had not joined closed to stay within "
-                    "signalling.max_unjoined = %d",
-                    self._unreported,
-                    self.limit,
-                )
-                self._unreported = 0
-                self._reported_at = now
+        self._log.report(self.limit)
 
     def leave(self, session: Session) -> None:
         self._waiting.pop(session, None)
