@@ -36,6 +36,8 @@ __all__ = [
     "ENV_HOST",
     "ENV_PORT",
     "ENV_SECRET",
+    "MAX_AUDIO_SLOTS",
+    "MAX_VIDEO_SLOTS",
     "MIN_SECRET_BITS",
     "MIN_SECRET_BYTES",
     "SAMPLE_SECRET_PLACEHOLDER",
@@ -105,9 +107,19 @@ class AuthConfig:
     token_ttl_seconds: int = 3600
 
 
-#: About what one received track adds to a subscriber's SDP answer (one m-line), in bytes.
-#: Until receive slots are bounded, every track of a room is a line in everyone's SDP.
+#: About what one m-line (a receive slot or a published track) adds to a participant's SDP, in
+#: bytes.
 SDP_BYTES_PER_TRACK = 1200
+#: Session-level lines of an SDP, on top of its m-lines, in bytes.
+SDP_SESSION_BYTES = 1024
+#: The most one slot of a `slots` frame can take once JSON-encoded, in bytes: the longest
+#: identity (128 characters, each up to 12 bytes as a ``\uXXXX\uXXXX`` escape pair), a mid, the
+#: longest source and a 64-bit track id with their keys.
+SLOT_JSON_BYTES = 1700
+#: Upper bounds of ``room.max_video_slots`` / ``room.max_audio_slots``: no screen shows more
+#: tiles, and no ear follows more voices, than this.
+MAX_VIDEO_SLOTS = 64
+MAX_AUDIO_SLOTS = 16
 
 
 @dataclass(frozen=True)
@@ -117,8 +129,15 @@ class RoomConfig:
     reconnect_grace_seconds: float = 20.0
     auto_create: bool = True
     max_tracks_per_participant: int = 4
-    max_tracks_per_room: int = 40
+    # Not bounded by any SDP any more: a participant receives through its slots only.
+    max_tracks_per_room: int = 1000
     vanished_timeout_seconds: float = 5.0
+    # Receive slots a client may ask for at join (`video_slots` / `audio_slots`), and what it
+    # gets when it does not ask.
+    max_video_slots: int = 25
+    default_video_slots: int = 9
+    max_audio_slots: int = 8
+    default_audio_slots: int = 3
 
 
 @dataclass(frozen=True)
@@ -715,16 +734,39 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         f"is {r.max_tracks_per_room}: must be at least room.max_tracks_per_participant "
         f"({r.max_tracks_per_participant})",
     )
-    # Each track of a room is a line in every participant's SDP (their own lines included):
-    # their answers must fit in a signalling frame, or they are cut off (1009) as the room
-    # fills. About 1 KB of session-level lines comes on top.
-    needed = r.max_tracks_per_room * SDP_BYTES_PER_TRACK + 1024
+    for kind, most in (("video", MAX_VIDEO_SLOTS), ("audio", MAX_AUDIO_SLOTS)):
+        top = getattr(r, f"max_{kind}_slots")
+        default = getattr(r, f"default_{kind}_slots")
+        check(
+            0 <= top <= most,
+            f"room.max_{kind}_slots",
+            f"is {top}: must be 0–{most} (receive slots a participant may ask for)",
+        )
+        check(
+            0 <= default <= top,
+            f"room.default_{kind}_slots",
+            f"is {default}: must be 0–room.max_{kind}_slots ({top})",
+        )
+    # What one participant's SDP can hold: its slot lines and its own tracks, whatever the size
+    # of the room. It must fit in a signalling frame both ways.
+    lines = r.max_video_slots + r.max_audio_slots + r.max_tracks_per_participant
+    needed = lines * SDP_BYTES_PER_TRACK + SDP_SESSION_BYTES
     check(
         needed <= g.max_message_bytes,
-        "room.max_tracks_per_room",
-        f"is {r.max_tracks_per_room}: a participant's SDP answer would reach about {needed} "
-        f"bytes, more than signalling.max_message_bytes ({g.max_message_bytes}); lower it or "
-        "raise signalling.max_message_bytes",
+        "room.max_video_slots",
+        f"is {r.max_video_slots}: with room.max_audio_slots ({r.max_audio_slots}) and "
+        f"room.max_tracks_per_participant ({r.max_tracks_per_participant}), a participant's SDP "
+        f"has up to {lines} m-lines, about {needed} bytes, more than signalling.max_message_bytes "
+        f"({g.max_message_bytes}); lower them or raise signalling.max_message_bytes",
+    )
+    # A full `slots` frame lists every slot, with the longest identities.
+    slots_bytes = (r.max_video_slots + r.max_audio_slots) * SLOT_JSON_BYTES + 64
+    check(
+        slots_bytes <= g.max_message_bytes,
+        "room.max_video_slots",
+        f"is {r.max_video_slots}: with room.max_audio_slots ({r.max_audio_slots}), a full "
+        f"`slots` frame takes up to {slots_bytes} bytes, more than signalling.max_message_bytes "
+        f"({g.max_message_bytes}); lower them or raise signalling.max_message_bytes",
     )
     check(
         r.vanished_timeout_seconds > 0,
