@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from visio_media.auth import MAX_IDENTITY_CHARS, MAX_NAME_CHARS, MAX_ROOM_CHARS
 from visio_media.errors import ConfigError
 
 __all__ = [
@@ -51,8 +52,10 @@ __all__ = [
     "effective_shards",
     "estimate_secret_bits",
     "is_loopback_host",
+    "joined_json_bytes",
     "load_config",
     "normalize_origin",
+    "participant_json_bytes",
     "secret_problem",
     "split_host_port",
 ]
@@ -116,6 +119,28 @@ SDP_SESSION_BYTES = 1024
 #: identity (128 characters, each up to 12 bytes as a ``\uXXXX\uXXXX`` escape pair), a mid, the
 #: longest source and a 64-bit track id with their keys.
 SLOT_JSON_BYTES = 1700
+#: JSON escapes a character outside the BMP as a ``\uXXXX\uXXXX`` pair: 12 bytes.
+_JSON_BYTES_PER_CHAR = 12
+#: The most one Track object (docs/protocol.md) takes once JSON-encoded, comma included.
+TRACK_JSON_BYTES = 100
+
+
+def participant_json_bytes(max_tracks: int) -> int:
+    """The most one Participant object takes once JSON-encoded: the longest identity and name a
+    token may carry, and ``max_tracks`` tracks."""
+    text = (MAX_IDENTITY_CHARS + MAX_NAME_CHARS) * _JSON_BYTES_PER_CHAR
+    return text + 64 + max_tracks * TRACK_JSON_BYTES
+
+
+def joined_json_bytes(max_tracks: int) -> int:
+    """The most a `joined` frame with one other participant takes: every frame the server sends
+    must fit in ``signalling.max_message_bytes``, and this is the largest that cannot be paged
+    further (two participants, the longest room name, a 64-character request id)."""
+    room = MAX_ROOM_CHARS * _JSON_BYTES_PER_CHAR
+    ref = 64 * _JSON_BYTES_PER_CHAR
+    return 2 * participant_json_bytes(max_tracks) + room + ref + 512
+
+
 #: Upper bounds of ``room.max_video_slots`` / ``room.max_audio_slots``: no screen shows more
 #: tiles, and no ear follows more voices, than this.
 MAX_VIDEO_SLOTS = 64
@@ -779,6 +804,15 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         1024 <= g.max_message_bytes <= 16 * 1024 * 1024,
         "signalling.max_message_bytes",
         f"is {g.max_message_bytes}: must be 1024–16777216 bytes",
+    )
+    joined = joined_json_bytes(r.max_tracks_per_participant)
+    check(
+        joined <= g.max_message_bytes,
+        "signalling.max_message_bytes",
+        f"is {g.max_message_bytes}: a `joined` frame with one other participant, both with the "
+        f"longest names a token allows and room.max_tracks_per_participant "
+        f"({r.max_tracks_per_participant}) tracks, can take {joined} bytes; raise it or lower "
+        "room.max_tracks_per_participant",
     )
     check(
         g.handshake_timeout_seconds > 0,

@@ -30,12 +30,23 @@ from visio_media.errors import (
     ForbiddenError,
     InvalidStateError,
     NotFoundError,
+    ProtocolError,
     RoomFullError,
     ShuttingDownError,
     TrackLimitError,
     VisioError,
 )
-from visio_media.participants import Link, Participant, PublishedTrack
+from visio_media.participants import (
+    PARTICIPANTS_PAGE,
+    WITH_PARTICIPANTS_BYTES,
+    Layout,
+    Link,
+    Participant,
+    PublishedTrack,
+    encode,
+    pages_by_size,
+    with_participants,
+)
 from visio_media.sdp import MediaSection, media_sections
 from visio_media.supervise import Supervisor
 
@@ -66,9 +77,11 @@ class Room:
         return [q for q in self.participants.values() if q is not p]
 
     def broadcast(self, message: dict[str, Any], *, exclude: Participant | None = None) -> None:
+        """Sends ``message`` to everyone in the room but ``exclude``, encoded once for all."""
+        frame = encode(message)
         for q in self.participants.values():
             if q is not exclude:
-                q.send(message)
+                q.send_encoded(frame)
 
     def find_track(self, track_id: int) -> tuple[Participant, PublishedTrack] | None:
         for q in self.participants.values():
@@ -126,14 +139,23 @@ class RoomManager:
         link: Link,
         *,
         resume: str | None = None,
-        auto_subscribe: bool = True,
+        video_slots: int | None = None,
+        audio_slots: int | None = None,
     ) -> tuple[Participant, bool]:
+        """Joins (or, with ``resume``, takes over) ``token``'s participant. ``video_slots`` /
+        ``audio_slots``: the receive slots asked for (None: ``room.default_*_slots``); more than
+        ``room.max_*_slots`` is a ProtocolError, and a token without the subscribe grant gets
+        none. A resumed session keeps the counts of its first join."""
         if not self.accepting:
             raise ShuttingDownError("the server is shutting down")
         if not token.grants.join:
             raise ForbiddenError("the token does not grant join")
         if token.room == "*":
             raise ForbiddenError("a token for every room ('*') cannot join a room")
+        video = self._slot_count("video", video_slots)
+        audio = self._slot_count("audio", audio_slots)
+        if not token.grants.subscribe:
+            video = audio = 0
         room = self.rooms.get(token.room)
         if room is not None and room.closing:
             raise NotFoundError(f"room {token.room!r} is closing")
@@ -169,7 +191,8 @@ class RoomManager:
             room=room.name,
             token=token,
             link=link,
-            auto_subscribe=auto_subscribe,
+            video_slots=video,
+            audio_slots=audio,
         )
         room.participants[p.identity] = p
         if room.empty_task is not None:
@@ -179,18 +202,58 @@ class RoomManager:
         p.logger().info("joined")
         return p, False
 
-    def joined_message(self, p: Participant, resumed: bool) -> dict[str, Any]:
+    def _slot_count(self, kind: str, asked: int | None) -> int:
+        most: int = getattr(self.config, f"max_{kind}_slots")
+        if asked is None:
+            default: int = getattr(self.config, f"default_{kind}_slots")
+            return default
+        if not 0 <= asked <= most:
+            raise ProtocolError(f"{kind}_slots must be 0–{most}, not {asked}")
+        return asked
+
+    def joined_frames(
+        self, p: Participant, resumed: bool, *, max_frame_bytes: int, ref: Any = None
+    ) -> list[bytes]:
+        """The encoded `joined` frame, then the `participants` frames that page the rest of the
+        room (docs/protocol.md, "The participant list"): the others oldest first, at most
+        PARTICIPANTS_PAGE a frame, and no frame over ``max_frame_bytes`` (a page holds fewer
+        when names are long). To be queued together, before anything else reaches ``p``."""
         room = self.rooms[p.room]
-        return {
+        others = [encode(q.info()) for q in room.others(p)]
+        joined: dict[str, Any] = {
             "type": "joined",
-            "protocol": 1,
+            "protocol": 2,
             "room": room.name,
             "participant": p.info(),
-            "participants": [q.info() for q in room.others(p)],
+            "participants_total": len(others),
             "session": p.session,
             "resumed": resumed,
             "ice_servers": [],
+            "video_slots": p.video_slots,
+            "audio_slots": p.audio_slots,
         }
+        if ref is not None:
+            joined["ref"] = ref
+        head = encode(joined)
+        last = encode({"type": "participants", "more": False})
+        more = encode({"type": "participants", "more": True})
+        pages = pages_by_size(
+            [len(item) for item in others],
+            max_frame_bytes - len(head) - WITH_PARTICIPANTS_BYTES,
+            max_frame_bytes - len(last) - WITH_PARTICIPANTS_BYTES,
+            PARTICIPANTS_PAGE,
+        )
+        frames = [with_participants(head, others, pages[0])]
+        for i, page in enumerate(pages[1:], start=2):
+            frames.append(with_participants(last if i == len(pages) else more, others, page))
+        return frames
+
+    async def set_layout(self, p: Participant, layout: Layout) -> None:
+        """Records what ``p``'s client shows (its `layout` message), which the video slots
+        follow. Slot assignment itself is the engine's: pushing the layout to it goes here."""
+        if self._room_of(p) is None:
+            raise InvalidStateError("not in a room")
+        p.layout = layout
 
     def resend_pending(self, p: Participant) -> None:
         """After a resume: the client may have missed our last offer."""
@@ -415,7 +478,7 @@ class RoomManager:
         return sending
 
     async def _subscribe_to_room(self, p: Participant) -> None:
-        if p.peer_id is None or not p.auto_subscribe or not p.token.grants.subscribe:
+        if p.peer_id is None or not p.token.grants.subscribe:
             return
         room = self._room_of(p)
         if room is None:
@@ -499,7 +562,7 @@ class RoomManager:
                     {"type": "track_published", "identity": p.identity, "track": track.info()}
                 )
                 for q in room.others(p):
-                    if q.auto_subscribe and q.token.grants.subscribe and q.peer_id is not None:
+                    if q.token.grants.subscribe and q.peer_id is not None:
                         self.supervisor.spawn(self._subscribe(q, track_id), f"sub-{track_id}")
             case TrackUnpublished(track_id=track_id):
                 if p.tracks.pop(track_id, None) is not None:
