@@ -597,3 +597,17 @@ def test_track_limits_must_be_positive_and_ordered(tmp_path: Path) -> None:
     assert "'room.vanished_timeout_seconds'" in error_of(
         tmp_path, "[room]\nvanished_timeout_seconds = 0\n"
     )
+
+
+def test_a_frame_limit_that_cannot_hold_a_joined_frame_is_refused(tmp_path: Path) -> None:
+    # Two participants with the longest identity and name (12 bytes a character once escaped)
+    # and 4 tracks each, the longest room name and request id: about 13 KB.
+    no_slots = (
+        "[room]\nmax_video_slots = 0\ndefault_video_slots = 0\n"
+        "max_audio_slots = 0\ndefault_audio_slots = 0\n"
+    )
+    msg = error_of(tmp_path, no_slots + "[signalling]\nmax_message_bytes = 12000\n")
+    assert "'signalling.max_message_bytes'" in msg
+    assert "`joined` frame" in msg
+    cfg = load(tmp_path, no_slots + "[signalling]\nmax_message_bytes = 13000\n")
+    assert cfg.signalling.max_message_bytes == 13000
