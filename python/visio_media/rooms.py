@@ -208,7 +208,8 @@ class RoomManager:
             default: int = getattr(self.config, f"default_{kind}_slots")
             return default
         if not 0 <= asked <= most:
-            raise ProtocolError(f"{kind}_slots must be 0–{most}, not {asked}")
+            shown = str(asked) if -(10**9) < asked < 10**9 else "that"
+            raise ProtocolError(f"{kind}_slots must be 0–{most}, not {shown}")
         return asked
 
     def joined_frames(
