@@ -5,29 +5,36 @@ Needs the ``client`` extra (``pip install 'visio-media[client]'``): aiortc. The 
 never imports this package.
 
 ```python
-client = Client("ws://127.0.0.1:7880/ws", token)
-await client.connect()
+client = Client("ws://127.0.0.1:7880/ws", token, video_slots=4, audio_slots=3)
+await client.connect()                                    # joined (+ the whole participant list)
 await client.publish(microphone_track, camera_track)      # sources default by kind
+await client.set_layout([("bob", "camera"), Tile("carol", width=640, height=360)])
 async for event in client.events:
     if isinstance(event, TrackReceived):
-        ...  # event.track is a MediaStreamTrack: `await event.track.recv()`
+        ...  # one per receive slot: `await event.track.recv()`
+    elif isinstance(event, SlotsChanged):
+        ...  # who is in which slot now: event.slots, client.slots
 await client.leave()
 ```
 
-Protocol: docs/protocol.md. One ``RTCPeerConnection`` per client, max-bundle, non-trickle (aiortc
-gathers its candidates in ``setLocalDescription``). Negotiation is serialised: at most one offer
-of ours is in flight, and a server ``offer`` that crosses ours (glare) is ignored — the server
-yields, answers ours, then sends a fresh offer.
+Protocol: docs/protocol.md (v2). One ``RTCPeerConnection`` per client, max-bundle, non-trickle
+(aiortc gathers its candidates in ``setLocalDescription``). Negotiation is serialised: at most
+one offer of ours is in flight, and a server ``offer`` that crosses ours (glare) is ignored —
+the server yields, answers ours, then sends a fresh offer.
 
-A client that only receives calls ``await client.publish()`` with no tracks (or ``subscribe``):
-the server creates the media session on the client's first offer, so one must be sent; with
-nothing to send it carries a single ``recvonly`` audio line, which the server answers
-``inactive``.
+A client receives through a fixed set of **receive slots** asked for at ``join``
+(``video_slots``, ``audio_slots``; None: the server's default): the server's offer carries one
+line per slot, and who is in which slot changes without SDP (``slots`` frames, reported as
+:class:`SlotsChanged` and kept in :attr:`Client.slots`). Each slot line has one
+:class:`RemoteTrack` (aiortc ``MediaStreamTrack``), the same object for the life of the line,
+whose ``identity`` / ``track_id`` / ``source`` follow the slot's current occupant;
+:class:`TrackReceived` fires once per slot line. The server picks the occupants (loudest
+speakers for audio; pinned, screen shares, the layout's tiles, recent speakers for video):
+:meth:`Client.set_layout` says what we show. Our own tracks are never in our slots.
 
-Remote tracks are :class:`RemoteTrack` objects (aiortc ``MediaStreamTrack``) mapped to their
-publisher through the server offer's ``a=msid:<identity> track-<id>``. They end (``recv()`` raises
-``MediaStreamError``) when the publisher unpublishes or leaves, when the server stops sending them,
-and when the client closes.
+The server creates the media session on the client's first offer, so a client that only
+receives calls ``await client.publish()`` with no tracks: with nothing to send it carries a
+single ``recvonly`` audio line, which the server answers ``inactive``.
 
 Every network wait is bounded by ``asyncio.timeout``. Server errors raise :class:`ClientError`
 with the protocol's error code; a dropped socket raises :class:`ConnectionLost` for the
@@ -63,15 +70,16 @@ from visio_media.client.events import (
     ParticipantLeft,
     ServerError,
     ServerMessage,
+    SlotsChanged,
     TrackMuted,
     TrackPublished,
     TrackReceived,
     TrackRemoved,
     TrackUnpublished,
 )
-from visio_media.client.negotiation import parse_server_msids
+from visio_media.client.negotiation import parse_server_lines, slot_lines
 from visio_media.client.remote_track import RemoteTrack
-from visio_media.client.state import Participant, TrackInfo
+from visio_media.client.state import Participant, SlotInfo, Tile, TrackInfo
 
 __all__ = [
     "ActiveSpeaker",
@@ -90,11 +98,15 @@ __all__ = [
     "RemoteTrack",
     "ServerError",
     "ServerMessage",
+    "SlotInfo",
+    "SlotsChanged",
+    "Tile",
     "TrackInfo",
     "TrackMuted",
     "TrackPublished",
     "TrackReceived",
     "TrackRemoved",
     "TrackUnpublished",
-    "parse_server_msids",
+    "parse_server_lines",
+    "slot_lines",
 ]

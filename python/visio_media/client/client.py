@@ -15,7 +15,7 @@ import aiohttp
 from aiortc import RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
-from visio_media.client.errors import ClientError
+from visio_media.client.errors import ClientError, ConnectionLost
 from visio_media.client.events import (
     EVENT_TYPES,
     ActiveSpeaker,
@@ -31,20 +31,26 @@ from visio_media.client.events import (
     ParticipantLeft,
     ServerError,
     ServerMessage,
+    SlotsChanged,
     TrackMuted,
     TrackPublished,
     TrackReceived,
     TrackRemoved,
     TrackUnpublished,
 )
-from visio_media.client.negotiation import SOURCES, Negotiation, parse_server_lines
+from visio_media.client.negotiation import SOURCES, Negotiation, slot_lines
 from visio_media.client.remote_track import RemoteTrack
 from visio_media.client.state import (
+    MAX_TILES,
     Participant,
+    SlotInfo,
+    Tile,
     TrackInfo,
     get_field,
     read_participant,
+    read_slot,
     read_track,
+    tile_message,
 )
 from visio_media.client.transport import REPLY_TYPES, Signalling
 
@@ -52,7 +58,7 @@ __all__ = ["Client"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_REQUEST_TIMEOUT = 15.0
 LEAVE_TIMEOUT = 5.0
 
@@ -65,14 +71,24 @@ class Client:
         url: str,
         token: str,
         *,
-        auto_subscribe: bool = True,
+        video_slots: int | None = None,
+        audio_slots: int | None = None,
         ice_servers: list[RTCIceServer] | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         history_limit: int = 10_000,
     ) -> None:
         self.url = url
         self.token = token
-        self.auto_subscribe = auto_subscribe
+        for name, count in (("video_slots", video_slots), ("audio_slots", audio_slots)):
+            if count is not None and (
+                isinstance(count, bool) or not isinstance(count, int) or count < 0
+            ):
+                raise ValueError(f"{name} is a non-negative int or None, not {count!r}")
+        #: The slot counts asked for at ``join`` (None: the server's default).
+        self.requested_slots = (video_slots, audio_slots)
+        #: The slot counts the server granted (``joined``); None before.
+        self.video_slots: int | None = None
+        self.audio_slots: int | None = None
         self.request_timeout = request_timeout
         #: Failures of background work (reader, negotiation, callbacks), oldest first.
         self.failures: list[BaseException] = []
@@ -92,12 +108,15 @@ class Client:
             request_timeout=request_timeout,
         )
         self._negotiation.ice_servers = ice_servers
-        # mid -> the RemoteTrack currently received on it
+        # Receive slots by mid, as the server's `slots` frames say (what RemoteTracks read).
+        self._slots: dict[str, SlotInfo] = {}
+        # mid -> the RemoteTrack of that slot line (one per line, for the life of the line)
         self._remote_by_mid: dict[str, RemoteTrack] = {}
-        # Track ids the server said are gone (unpublished, or their publisher left). An offer
-        # made before that, answered after, still names them on a line: they are not revived.
-        # Ids are never reused by a server.
-        self._gone_tracks: set[int] = set()
+        # The participant list being paged in after `joined` (None when not paging).
+        self._pages: list[Participant] | None = None
+        self._pages_done = asyncio.Event()
+        #: How many other participants ``joined`` said there were.
+        self.participants_total: int | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._callbacks: dict[str, list[EventCallback]] = {}
         self._history: list[Event] = []
@@ -134,13 +153,25 @@ class Client:
         return dict(self._participants)
 
     @property
+    def slots(self) -> dict[str, SlotInfo]:
+        """Our receive slots by mid, as the server last described them (a copy)."""
+        return dict(self._slots)
+
+    @property
+    def slot_tracks(self) -> dict[str, RemoteTrack]:
+        """The track of every slot line by mid (live until the client closes), occupied or
+        not."""
+        return dict(self._remote_by_mid)
+
+    @property
     def remote_tracks(self) -> dict[tuple[str, int], RemoteTrack]:
-        """The live remote tracks by (publisher identity, track id)."""
-        return {
-            (t.identity, t.track_id): t
-            for t in self._remote_by_mid.values()
-            if t.readyState == "live"
-        }
+        """The slot tracks that carry someone's track now, by (identity, track id)."""
+        out: dict[tuple[str, int], RemoteTrack] = {}
+        for t in self._remote_by_mid.values():
+            identity, track_id = t.identity, t.track_id
+            if t.readyState == "live" and identity is not None and track_id is not None:
+                out[(identity, track_id)] = t
+        return out
 
     @property
     def connection_state(self) -> str:
@@ -275,24 +306,48 @@ class Client:
 
     async def _open_and_join(self, resume: str | None) -> dict[str, Any]:
         await self._signalling.open(self.url, name=f"visio-client-reader-{self._identity or 'new'}")
-        message: dict[str, Any] = {
-            "type": "join",
-            "token": self.token,
-            "auto_subscribe": self.auto_subscribe,
-        }
+        message: dict[str, Any] = {"type": "join", "token": self.token}
+        video, audio = self.requested_slots
+        if video is not None:
+            message["video_slots"] = video
+        if audio is not None:
+            message["audio_slots"] = audio
         if resume is not None:
             message["resume"] = resume
         try:
-            return await self._signalling.request(message, {"joined"}, bounded=False)
+            joined = await self._signalling.request(
+                message, {"joined"}, bounded=False, on_reply=self._on_joined_reply
+            )
+            if self._pages is not None:
+                await self._wait_for_pages()
+            return joined
         except BaseException:
             await self._signalling.drop()
             raise
+
+    async def _wait_for_pages(self) -> None:
+        """The rest of the participant list follows ``joined`` at once (``participants``
+        frames, before any other event): wait for its last page, or the socket's end."""
+        reader = self._signalling.reader
+        waiter = asyncio.ensure_future(self._pages_done.wait())
+        try:
+            await asyncio.wait(
+                {waiter, *([reader] if reader else [])}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        if not self._pages_done.is_set():
+            raise ConnectionLost("the socket closed while the participant list was paged in")
 
     def _apply_joined(self, joined: dict[str, Any], *, resumed: bool) -> None:
         try:
             me = read_participant(joined.get("participant"))
             others = [read_participant(p) for p in get_field(joined, "participants", list, [])]
+            others.extend(self._pages or [])
             session = get_field(joined, "session", str)
+            total = get_field(joined, "participants_total", int, len(others))
+            video_slots = get_field(joined, "video_slots", int, None)
+            audio_slots = get_field(joined, "audio_slots", int, None)
         except ValueError as exc:
             raise ClientError("bad_message", f"malformed joined: {exc}") from exc
         self.room = joined.get("room") if isinstance(joined.get("room"), str) else None
@@ -300,6 +355,10 @@ class Client:
         self._identity = me.identity
         self.local_participant = me
         self.resumed = resumed
+        self._pages = None
+        self.participants_total = total
+        if not resumed or video_slots is not None:
+            self.video_slots, self.audio_slots = video_slots, audio_slots
         new = {p.identity: p for p in others}
         if not resumed:
             self._participants = new
@@ -307,10 +366,8 @@ class Client:
         # Catch up with what happened while we were away.
         old = self._participants
         self._participants = new
-        for identity, p in old.items():
+        for identity in old:
             if identity not in new:
-                for track_id in p.tracks:
-                    self._end_remote(identity, track_id)
                 self._emit(ParticipantLeft(identity, "disconnected"))
         for identity, p in new.items():
             before = old.get(identity)
@@ -324,7 +381,6 @@ class Client:
                     self._emit(TrackPublished(identity, t))
             for track_id in before.tracks:
                 if track_id not in p.tracks:
-                    self._end_remote(identity, track_id)
                     self._emit(TrackUnpublished(identity, track_id))
 
     async def leave(self, timeout: float = LEAVE_TIMEOUT) -> None:  # noqa: ASYNC109
@@ -393,17 +449,24 @@ class Client:
             {"ok"},
         )
 
-    async def subscribe(self, track_ids: Iterable[int], subscribe: bool = True) -> None:
-        """Ask to (stop) receive these tracks; a server offer follows."""
-        if subscribe and not self._negotiation.negotiated:
-            await self.publish()
+    async def set_layout(
+        self,
+        tiles: Iterable[Tile | tuple[str, str] | str] = (),
+        pinned: str | None = None,
+    ) -> None:
+        """Tell the server what we show (``layout``), and wait for its ``ok``: it fills our
+        video slots with ``pinned`` first, then screen shares, then ``tiles`` in order, then
+        recent speakers; :class:`SlotsChanged` events follow when the slots change. A tile is
+        a :class:`Tile`, an ``(identity, source)`` pair or an identity (its camera).
+        ``ValueError`` for a layout the protocol cannot carry (more than 256 tiles, sizes
+        outside 0..16384)."""
+        message_tiles = [tile_message(t) for t in tiles]
+        if len(message_tiles) > MAX_TILES:
+            raise ValueError(f"at most {MAX_TILES} tiles, not {len(message_tiles)}")
+        if pinned is not None and not isinstance(pinned, str):
+            raise ValueError(f"pinned is an identity or None, not {pinned!r}")
         await self._signalling.request(
-            {
-                "type": "subscribe",
-                "track_ids": [int(t) for t in track_ids],
-                "subscribe": bool(subscribe),
-            },
-            {"ok"},
+            {"type": "layout", "tiles": message_tiles, "pinned": pinned}, {"ok"}
         )
 
     # ------------------------------------------------------------------ publishing
@@ -434,30 +497,23 @@ class Client:
         self._negotiation.on_server_offer(sdp)
 
     def _update_remote_tracks(self, pc: RTCPeerConnection, sdp: str) -> None:
+        """A server offer was applied: a RemoteTrack (and a TrackReceived) for each slot line
+        that is new; lines the server stopped sending on end theirs."""
         by_mid = {str(t.mid): t for t in pc.getTransceivers() if t.mid is not None}
-        for line in parse_server_lines(sdp):
-            current = self._remote_by_mid.get(line.mid)
-            wanted = (line.identity, line.track_id) if line.sending else None
-            if wanted is not None and line.track_id in self._gone_tracks:
-                wanted = None  # a stale offer: the server already said this track is gone
-            if current is not None and (
-                wanted != (current.identity, current.track_id) or current.readyState != "live"
-            ):
-                self._end_mid(line.mid)
-                current = None
-            if wanted is None or current is not None:
+        lines = slot_lines(sdp)
+        for mid in [m for m in self._remote_by_mid if m not in lines]:
+            self._end_mid(mid)
+        for mid, kind in lines.items():
+            if mid in self._remote_by_mid:
                 continue
-            transceiver = by_mid.get(line.mid)
+            transceiver = by_mid.get(mid)
             source = transceiver.receiver.track if transceiver is not None else None
             if source is None:
-                log.warning("no receiver for server line mid=%s", line.mid)
+                log.warning("no receiver for server line mid=%s", mid)
                 continue
-            identity, track_id = wanted
-            if identity is None or track_id is None:  # excluded by line.sending
-                continue
-            track = RemoteTrack(source, identity=identity, track_id=track_id, mid=line.mid)
-            self._remote_by_mid[line.mid] = track
-            self._emit(TrackReceived(identity, track_id, track.kind, track))
+            track = RemoteTrack(source, mid=mid, slots=self._slots)
+            self._remote_by_mid[mid] = track
+            self._emit(TrackReceived(mid, kind, track))
 
     def _end_mid(self, mid: str) -> None:
         track = self._remote_by_mid.pop(mid, None)
@@ -466,15 +522,7 @@ class Client:
         was_live = track.readyState == "live"
         track.stop()
         if was_live or not self._closed:
-            self._emit(TrackRemoved(track.identity, track.track_id))
-
-    def _end_remote(self, identity: str, track_id: int | None = None) -> None:
-        if track_id is not None:
-            self._gone_tracks.add(track_id)
-        for mid, track in list(self._remote_by_mid.items()):
-            if track.identity == identity and track_id in (None, track.track_id):
-                self._gone_tracks.add(track.track_id)
-                self._end_mid(mid)
+            self._emit(TrackRemoved(mid, track.kind))
 
     # ------------------------------------------------------------------ reading
 
@@ -489,6 +537,49 @@ class Client:
             return
         self._emit(Disconnected(ws.close_code, str(error) if error else ""))
 
+    def _on_joined_reply(self, message: dict[str, Any]) -> None:
+        # In the reader, before the `participants` pages that follow `joined`.
+        if message.get("type") != "joined":
+            return
+        first = message.get("participants")
+        total = message.get("participants_total")
+        self._pages_done.clear()
+        if (
+            isinstance(first, list)
+            and isinstance(total, int)
+            and not isinstance(total, bool)
+            and total > len(first)
+        ):
+            self._pages = []
+        else:
+            self._pages = None
+            self._pages_done.set()
+
+    def _on_participants_page(self, message: dict[str, Any]) -> None:
+        page = [read_participant(p) for p in get_field(message, "participants", list)]
+        more = get_field(message, "more", bool)
+        if self._pages is None:
+            # Not paging in a join: take them as they come (a server may page later lists).
+            for p in page:
+                self._participants[p.identity] = p
+            return
+        self._pages.extend(page)
+        if not more:
+            self._pages_done.set()
+
+    def _on_slots(self, message: dict[str, Any]) -> None:
+        full = get_field(message, "full", bool)
+        infos = [read_slot(raw) for raw in get_field(message, "slots", list)]
+        if full:
+            self._slots.clear()
+        changed = []
+        for info in infos:
+            if full or self._slots.get(info.mid) != info:
+                changed.append(info)
+            self._slots[info.mid] = info
+        if changed or full:
+            self._emit(SlotsChanged(tuple(changed), full))
+
     def _on_message(self, message: dict[str, Any]) -> None:
         """A server frame that is not the reply to a request of ours."""
         kind = message["type"]
@@ -502,6 +593,10 @@ class Client:
             return
         if kind == "offer":
             self._on_server_offer(get_field(message, "sdp", str))
+        elif kind == "slots":
+            self._on_slots(message)
+        elif kind == "participants":
+            self._on_participants_page(message)
         elif kind == "participant_joined":
             p = read_participant(message.get("participant"))
             self._participants[p.identity] = p
@@ -509,10 +604,7 @@ class Client:
         elif kind == "participant_left":
             identity = get_field(message, "identity", str)
             reason = get_field(message, "reason", str, "left")
-            gone = self._participants.pop(identity, None)
-            if gone is not None:
-                self._gone_tracks.update(gone.tracks)
-            self._end_remote(identity)
+            self._participants.pop(identity, None)
             self._emit(ParticipantLeft(identity, reason))
         elif kind == "track_published":
             identity = get_field(message, "identity", str)
@@ -529,7 +621,6 @@ class Client:
             )
             if publisher is not None:
                 publisher.tracks.pop(track_id, None)
-            self._end_remote(identity, track_id)
             self._emit(TrackUnpublished(identity, track_id))
         elif kind == "track_muted":
             identity = get_field(message, "identity", str)

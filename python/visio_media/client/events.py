@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from visio_media.client.state import Participant, TrackInfo
+from visio_media.client.state import Participant, SlotInfo, TrackInfo
 
 if TYPE_CHECKING:
     from visio_media.client.remote_track import RemoteTrack
@@ -27,6 +27,7 @@ __all__ = [
     "ParticipantLeft",
     "ServerError",
     "ServerMessage",
+    "SlotsChanged",
     "TrackMuted",
     "TrackPublished",
     "TrackReceived",
@@ -85,22 +86,42 @@ class ActiveSpeaker(Event):
 
 @dataclass(frozen=True)
 class TrackReceived(Event):
-    """A remote track started: ``track`` yields the publisher's frames."""
+    """A receive slot's track arrived (once per slot line, when the server's offer adds it).
+
+    ``track`` is the slot's :class:`RemoteTrack`: it stays the same object for the life of
+    the line, whoever is in the slot; ``track.identity`` / ``track.track_id`` /
+    ``track.source`` follow the slot's current occupant (None while the slot is empty), as
+    :class:`SlotsChanged` events tell."""
 
     name: ClassVar[str] = "track_received"
-    identity: str
-    track_id: int
+    mid: str
     kind: str
     track: RemoteTrack
+
+    @property
+    def identity(self) -> str | None:
+        """Who is in the slot *now* (not necessarily when the event was made)."""
+        return self.track.identity
 
 
 @dataclass(frozen=True)
 class TrackRemoved(Event):
-    """A remote track ended (unpublished, publisher left, no longer sent, or client closed)."""
+    """A slot line's track ended (the client closed, or the server stopped the line)."""
 
     name: ClassVar[str] = "track_removed"
-    identity: str
-    track_id: int
+    mid: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class SlotsChanged(Event):
+    """Who is in which receive slot changed. ``slots`` holds the slots that changed (with
+    ``full``: every slot, a snapshot that replaces what the client knew, e.g. at the start
+    and after a resume); :attr:`Client.slots` is already updated."""
+
+    name: ClassVar[str] = "slots_changed"
+    slots: tuple[SlotInfo, ...]
+    full: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +191,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ActiveSpeaker,
         TrackReceived,
         TrackRemoved,
+        SlotsChanged,
         ConnectionState,
         Draining,
         Left,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from visio_media.client.errors import ClientError
 
-__all__ = ["SOURCES", "Negotiation", "ServerLine", "parse_server_lines", "parse_server_msids"]
+__all__ = ["SOURCES", "Negotiation", "ServerLine", "parse_server_lines", "slot_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -41,28 +40,23 @@ SOURCES = ("microphone", "camera", "screen_share", "screen_share_audio")
 
 # --------------------------------------------------------------------------- server m-lines
 
-_MSID_TRACK = re.compile(r"^track-(\d+)$")
-
 
 @dataclass(frozen=True)
 class ServerLine:
-    """One m-line of a server offer."""
+    """One m-line of a server offer (in v2, a receive slot)."""
 
     mid: str
     kind: str
     direction: str
     rejected: bool
-    identity: str | None
-    track_id: int | None
 
     @property
     def sending(self) -> bool:
-        """True when the server sends a known publisher's track on this line."""
+        """True when the server sends on this line (an audio or video slot)."""
         return (
             not self.rejected
+            and self.kind in ("audio", "video")
             and self.direction in ("sendonly", "sendrecv")
-            and self.identity is not None
-            and self.track_id is not None
         )
 
 
@@ -85,8 +79,6 @@ def parse_server_lines(sdp: str) -> list[ServerLine]:
                 "kind": parts[0] if parts else "",
                 "direction": "sendrecv",
                 "rejected": len(parts) > 1 and parts[1] == "0",
-                "identity": None,
-                "track_id": None,
             }
         elif current is None:
             continue
@@ -94,24 +86,13 @@ def parse_server_lines(sdp: str) -> list[ServerLine]:
             current["mid"] = line[6:].strip()
         elif line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
             current["direction"] = line[2:]
-        elif line.startswith("a=msid:"):
-            bits = line[7:].split()
-            if len(bits) >= 2:
-                m = _MSID_TRACK.match(bits[1])
-                if m:
-                    current["identity"] = bits[0]
-                    current["track_id"] = int(m.group(1))
     close()
     return lines
 
 
-def parse_server_msids(sdp: str) -> dict[str, tuple[str, int]]:
-    """mid -> (publisher identity, track id) for every line on which the server sends a track."""
-    return {
-        line.mid: (line.identity, line.track_id)
-        for line in parse_server_lines(sdp)
-        if line.sending and line.identity is not None and line.track_id is not None
-    }
+def slot_lines(sdp: str) -> dict[str, str]:
+    """mid -> kind of every line of a server offer on which the server sends (its slots)."""
+    return {line.mid: line.kind for line in parse_server_lines(sdp) if line.sending}
 
 
 def _media_mids(sdp: str) -> list[str]:
@@ -286,7 +267,7 @@ class Negotiation:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self.negotiated = True
 
-    def _offer_answered(self) -> None:
+    def _offer_answered(self, reply: dict[str, Any]) -> None:
         # In the reader, before the frames that follow the answer (a server offer may follow
         # at once: it must not be taken for glare).
         self.offer_in_flight = False

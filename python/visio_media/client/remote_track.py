@@ -4,38 +4,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from visio_media.client.state import SlotInfo
 
 __all__ = ["RemoteTrack"]
 
 
 class RemoteTrack(MediaStreamTrack):
-    """A track received from another participant (``identity``, ``track_id``).
+    """The track of one receive slot (the server's m-line ``mid``).
 
-    It reads the aiortc receiver's track and ends on its own when the client learns that the
-    publisher's track is gone, even though the aiortc receiver itself lives on.
+    The object stays the same for the life of the line: the server switches the slot from one
+    published track to another without new SDP, and :attr:`identity`, :attr:`track_id` and
+    :attr:`source` follow the slot's current occupant (None while the slot is empty; frames
+    then simply stop coming). It reads the aiortc receiver's track and ends when the client
+    closes, or if the server stops the line.
     """
 
-    def __init__(self, source: MediaStreamTrack, *, identity: str, track_id: int, mid: str) -> None:
+    def __init__(
+        self, source: MediaStreamTrack, *, mid: str, slots: Mapping[str, SlotInfo]
+    ) -> None:
         super().__init__()
         self.kind: str = source.kind
-        self.identity = identity
-        self.track_id = track_id
         self.mid = mid
+        self._slots = slots
         self._source = source
         self._ended = asyncio.get_running_loop().create_future()
         self.frames = 0
 
     @property
     def id(self) -> str:
-        """``track-<track id>`` (our own, rather than aiortc's random one)."""
-        return f"track-{self.track_id}"
+        """``slot-<mid>`` (our own, rather than aiortc's random one)."""
+        return f"slot-{self.mid}"
+
+    @property
+    def slot(self) -> SlotInfo | None:
+        """The slot's current state (None before the server described it)."""
+        return self._slots.get(self.mid)
+
+    @property
+    def identity(self) -> str | None:
+        slot = self.slot
+        return slot.identity if slot is not None else None
+
+    @property
+    def track_id(self) -> int | None:
+        slot = self.slot
+        return slot.track_id if slot is not None else None
+
+    @property
+    def source(self) -> str | None:
+        slot = self.slot
+        return slot.source if slot is not None else None
 
     def __repr__(self) -> str:
         return (
-            f"<RemoteTrack {self.identity}/{self.track_id} {self.kind} mid={self.mid} "
+            f"<RemoteTrack slot {self.mid} {self.kind}: {self.identity}/{self.track_id} "
             f"{self.readyState}>"
         )
 

@@ -34,7 +34,7 @@ class _Pending:
     future: asyncio.Future[dict[str, Any]]
     replies: frozenset[str]
     kind: str
-    on_reply: Callable[[], None] | None
+    on_reply: Callable[[dict[str, Any]], None] | None
     sent_at: float = field(default_factory=time.monotonic)
 
 
@@ -95,11 +95,11 @@ class Signalling:
         replies: set[str],
         *,
         bounded: bool = True,
-        on_reply: Callable[[], None] | None = None,
+        on_reply: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Send ``message`` with an ``id``; the reply of a type in ``replies`` (or ``error``)
-        carrying that ``ref``. Raises :class:`ClientError` on ``error``. ``on_reply`` runs in
-        the reader, as soon as the reply is read (before other frames are handled)."""
+        carrying that ``ref``. Raises :class:`ClientError` on ``error``. ``on_reply(reply)``
+        runs in the reader as soon as the reply is read, before the frames that follow it."""
         request_id = self.next_id()
         message = {**message, "id": request_id}
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -128,8 +128,6 @@ class Signalling:
 
     def fail_pending(self, exc: BaseException) -> None:
         for pending in list(self._pending.values()):
-            if pending.on_reply is not None:
-                pending.on_reply()
             if not pending.future.done():
                 pending.future.set_exception(exc)
         self._pending.clear()
@@ -211,7 +209,7 @@ class Signalling:
             pending = self._take_pending(message)
             if pending is not None:
                 if pending.on_reply is not None:
-                    pending.on_reply()
+                    pending.on_reply(message)
                 if not pending.future.done():
                     pending.future.set_result(message)
                 return
