@@ -72,6 +72,8 @@ async def test_requests_events_and_callbacks(server: LiveServer) -> None:
         with pytest.raises(ClientError) as unknown:
             await alice.set_muted(12345, True)
         assert unknown.value.code == "not_found"
+        # layout: ok, even naming someone not in the room (skipped by the server).
+        await alice.set_layout(["bob", ("nobody", "screen_share")], pinned="bob")
         await alice.ping()  # still usable
 
         await bob.leave()
