@@ -29,6 +29,10 @@ _COUNTERS = (
      "Times a shard's socket send buffer was full: the rest of the batch waited for it to drain."),
     ("slot_switches", "visio_slot_switches",
      "Times a receive slot changed source (filled, switched on a keyframe, emptied)."),
+    ("commands", "visio_engine_commands",
+     "Control commands (create peer, answers, layouts, closes) handled by the shards."),
+    ("command_seconds", "visio_engine_command_seconds",
+     "Shard thread time spent on control commands (time not spent forwarding media)."),
 )
 _GAUGES = (
     ("peers", "visio_engine_peers", "WebRTC peers held by the engine."),

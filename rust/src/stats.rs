@@ -23,6 +23,8 @@ fn shard_dict<'py>(py: Python<'py>, s: &ShardSnapshot) -> PyResult<Bound<'py, Py
     d.set_item("events_dropped", s.events_dropped)?;
     d.set_item("send_blocked", s.send_blocked)?;
     d.set_item("slot_switches", s.slot_switches)?;
+    d.set_item("commands", s.commands)?;
+    d.set_item("command_seconds", s.command_ns as f64 / 1e9)?;
     let drops = PyDict::new(py);
     for (reason, n) in &s.drops {
         drops.set_item(reason, n)?;
@@ -51,6 +53,8 @@ fn total(shards: &[ShardSnapshot]) -> ShardSnapshot {
         t.events_dropped += s.events_dropped;
         t.send_blocked += s.send_blocked;
         t.slot_switches += s.slot_switches;
+        t.commands += s.commands;
+        t.command_ns += s.command_ns;
         if t.drops.is_empty() {
             t.drops = s.drops.clone();
         } else {

@@ -332,8 +332,10 @@ class MiniRoom:
     ) -> None:
         self.video_slots = video_slots
         self.audio_slots = audio_slots
-        # peer id -> its slot lines (mid, kind) in slot order.
+        # peer id -> its slot lines (mid, kind) in slot order, and slot -> the track it carries.
+        # Kept by peer id: slot events may come before create_peer() returned.
         self.slot_lines: dict[int, list[tuple[str, str]]] = {}
+        self.slot_tracks: dict[int, dict[int, int | None]] = defaultdict(dict)
         self.engine = engine
         self.name = name
         self.negotiation_timeout = negotiation_timeout
@@ -399,6 +401,7 @@ class MiniRoom:
         self.peers[peer_id] = peer
         await peer.accept_answer(answer)
         self._ready[peer_id].set()
+        self._map_slots()
         return peer_id
 
     async def leave(self, peer: TestPeer, *, close_in_engine: bool = True) -> None:
@@ -501,15 +504,11 @@ class MiniRoom:
             self.tracks[item.track_id] = item
         elif kind == "SlotLines":
             self.slot_lines[item.peer_id] = list(item.lines)
+            self._map_slots()
         elif kind == "SlotChanged":
-            peer = self.peers.get(item.peer_id)
-            lines = self.slot_lines.get(item.peer_id, [])
-            if peer is None or item.slot >= len(lines):
-                return
-            mid, slot_kind = lines[item.slot]
-            published = self.tracks.get(item.track_id) if item.track_id is not None else None
-            publisher = self.peers.get(published.peer_id) if published is not None else None
-            peer.set_slot(mid, (publisher.name, slot_kind) if publisher is not None else None)
+            self.slot_tracks[item.peer_id][item.slot] = item.track_id
+            self._map_slots()
+
         elif kind == "TrackUnpublished":
             self._forget_track(item.track_id)
         elif kind == "OfferNeeded":
@@ -519,6 +518,21 @@ class MiniRoom:
         elif kind in ("PeerClosed", "PeerFailed"):
             for tid in [t for t, ev in self.tracks.items() if ev.peer_id == item.peer_id]:
                 self._forget_track(tid)
+
+    def _map_slots(self) -> None:
+        """Tells every peer who its slots carry, as far as the events so far say."""
+        for pid, slots in self.slot_tracks.items():
+            peer = self.peers.get(pid)
+            lines = self.slot_lines.get(pid, [])
+            if peer is None:
+                continue
+            for slot, track_id in slots.items():
+                if slot >= len(lines):
+                    continue
+                mid, slot_kind = lines[slot]
+                published = self.tracks.get(track_id) if track_id is not None else None
+                publisher = self.peers.get(published.peer_id) if published is not None else None
+                peer.set_slot(mid, (publisher.name, slot_kind) if publisher is not None else None)
 
     def _forget_track(self, track_id: int) -> None:
         self.tracks.pop(track_id, None)

@@ -274,7 +274,9 @@ impl Peer {
         pkt: &RtpPacket,
         now: Instant,
     ) -> Forwarded {
-        if self.lines != Lines::Open {
+        // Before ICE and DTLS complete nothing can be sent: a video slot must not take its
+        // source on a keyframe the receiver never gets (a decoder without one shows nothing).
+        if self.lines != Lines::Open || !self.connected {
             return Forwarded::NotOpen;
         }
         let Some(slot) = self.slots.get_mut(i) else {
@@ -296,6 +298,7 @@ impl Peer {
             Some(v) => v,
             None => {
                 let v = self.pt_for(mid, src.spec);
+                eprintln!("DBG pt_for mid={mid} in={:?} out={v:?} remote={:?} params={:?}", src.pt, self.rtc.media(mid).map(|m| m.remote_pts().to_vec()), self.rtc.codec_config().params().iter().map(|p| (p.pt(), p.resend(), p.spec().codec)).collect::<Vec<_>>());
                 self.slots[i].pt_map.push((src.track, src.pt, v));
                 v
             }

@@ -188,6 +188,11 @@ impl Runner {
                 Command::Shutdown => return false,
             }
             self.flush();
+            let stats = self.core.stats();
+            stats.commands.fetch_add(1, Relaxed);
+            stats
+                .command_ns
+                .fetch_add(now.elapsed().as_nanos() as u64, Relaxed);
         }
         true
     }

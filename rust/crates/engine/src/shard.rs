@@ -646,6 +646,8 @@ impl ShardCore {
                     peer: id,
                     srtp_profile: profile,
                 });
+                // Its video slots can take their sources now: ask for the keyframes.
+                self.request_awaited_keyframes(id, now);
             }
             // Before the first connection the connect timeout decides; after it, an ICE-lite
             // agent reports this once the client's consent checks stop (15 s).
@@ -916,7 +918,7 @@ impl ShardCore {
         let wait = self.settings.keyframe_request_interval;
         let mut late: Vec<TrackId> = Vec::new();
         for p in self.peers.values() {
-            if p.lines != Lines::Open {
+            if p.lines != Lines::Open || !p.connected {
                 continue;
             }
             for s in &p.slots {

@@ -95,6 +95,10 @@ pub struct ShardStats {
     pub send_blocked: AtomicU64,
     /// Times a receive slot changed source (switched, emptied, filled).
     pub slot_switches: AtomicU64,
+    /// Commands handled (create peer, answers, layouts...) and the shard thread's time spent
+    /// on them, in nanoseconds: what control costs the thread that forwards media.
+    pub commands: AtomicU64,
+    pub command_ns: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -202,6 +206,8 @@ pub struct ShardSnapshot {
     pub events_dropped: u64,
     pub send_blocked: u64,
     pub slot_switches: u64,
+    pub commands: u64,
+    pub command_ns: u64,
     pub drops: Vec<(&'static str, u64)>,
 }
 
@@ -224,6 +230,8 @@ impl ShardStats {
             events_dropped: self.events_dropped.load(Relaxed),
             send_blocked: self.send_blocked.load(Relaxed),
             slot_switches: self.slot_switches.load(Relaxed),
+            commands: self.commands.load(Relaxed),
+            command_ns: self.command_ns.load(Relaxed),
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (r.as_str(), self.drops(*r)))
