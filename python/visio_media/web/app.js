@@ -223,6 +223,8 @@ class App {
     this.mediaError = null;
     this.micOn = true;
     this.camOn = true;
+    this.hasCamera = false; // a camera answered once: the button can turn it back on
+    this.camChain = Promise.resolve(); // camera on/off steps, one after the other
     this.tiles = new Map(); // key → Tile
     this.audio = new Map(); // track_id → <audio>
     this.statsTimer = null;
@@ -290,6 +292,7 @@ class App {
     try {
       this.localStream = await openLocalMedia();
       this.mediaError = null;
+      if (this.localStream.getVideoTracks().length) this.hasCamera = true;
       log(`local media: ${this.localStream.getTracks().map((t) => t.kind).join("+")}`);
     } catch (e) {
       this.mediaError = describeMediaError(e);
@@ -303,11 +306,21 @@ class App {
     return this.localStream ? this.localStream.getTracks().find((t) => t.kind === kind && t.readyState === "live") : null;
   }
 
+  /** The microphone is muted with `enabled` (silence is sent, the device stays open: unmuting
+   * is instant and echo cancellation keeps its state). The camera is stopped when off. */
   applyLocalEnabled() {
     const mic = this.localTrack("audio");
-    const cam = this.localTrack("video");
     if (mic) mic.enabled = this.micOn;
-    if (cam) cam.enabled = this.camOn;
+    if (!this.camOn) this.dropLocalVideo();
+  }
+
+  /** Stop and forget the captured camera track (the device is released, its light goes off). */
+  dropLocalVideo() {
+    if (!this.localStream) return;
+    const video = this.localStream.getVideoTracks();
+    if (!video.length) return;
+    for (const t of video) t.stop();
+    this.localStream = new MediaStream(this.localStream.getAudioTracks());
   }
 
   renderPreview() {
@@ -315,6 +328,7 @@ class App {
     const mic = this.localTrack("audio");
     const video = $("#preview-video");
     if (cam && video.srcObject !== this.localStream) video.srcObject = this.localStream;
+    if (!cam && video.srcObject) video.srcObject = null;
     const showVideo = Boolean(cam && this.camOn);
     $("#preview").dataset.cam = showVideo ? "on" : "off";
     $("#preview-initials").textContent = initials($("#name-input").value || "You");
@@ -322,15 +336,15 @@ class App {
     let status = "";
     if (this.mediaError) status = this.mediaError + " You can still join to watch and listen.";
     else if (!this.localStream) status = "Starting camera…";
+    else if (!this.camOn && this.hasCamera) status = "Camera is off";
     else if (!cam) status = "No camera: you will join with audio only.";
-    else if (!this.camOn) status = "Camera is off";
     $("#preview-status").textContent = status;
     $("#preview-status").hidden = !status;
     $("#preview").classList.toggle("has-error", Boolean(this.mediaError));
     this.renderToggle($("#preview-mic"), "mic", Boolean(mic) && this.micOn, !mic);
-    this.renderToggle($("#preview-cam"), "cam", Boolean(cam) && this.camOn, !cam);
+    this.renderToggle($("#preview-cam"), "cam", Boolean(cam) && this.camOn, !this.hasCamera);
     this.renderToggle($("#mic-btn"), "mic", Boolean(mic) && this.micOn, !mic);
-    this.renderToggle($("#cam-btn"), "cam", Boolean(cam) && this.camOn, !cam);
+    this.renderToggle($("#cam-btn"), "cam", Boolean(cam) && this.camOn, !this.hasCamera);
   }
 
   renderToggle(button, what, on, unavailable) {
@@ -399,7 +413,8 @@ class App {
       if (!this.urlToken) history.replaceState(null, "", `?room=${encodeURIComponent(session.room)}`);
       this.enterMeeting();
       const stream = new MediaStream([this.localTrack("audio"), this.localTrack("video")].filter(Boolean));
-      const res = await session.publish(stream.getTracks().length ? stream : null);
+      const res = await session.publish(stream.getTracks().length ? stream : null,
+                                        { cameraOff: this.hasCamera && !this.camOn });
       if (res && !res.publishing && stream.getTracks().length) {
         this.toast("warn", "You can watch and listen, but this meeting does not let you speak or share video.");
         this.localStream.getTracks().forEach((t) => t.stop());
@@ -485,11 +500,53 @@ class App {
     return this.micOn;
   }
 
-  async toggleCam() {
-    this.camOn = !this.camOn;
-    this.applyLocalEnabled();
+  /** Camera off stops the capture track (the light goes off, nothing is sent); camera on
+   * captures again and puts the new track on the same sender (no renegotiation). */
+  toggleCam() {
+    const step = this.camChain.then(() => this.setCamera(!this.camOn));
+    this.camChain = step.catch(() => {});
+    return step;
+  }
+
+  async setCamera(on) {
+    if (on === this.camOn) return this.camOn;
+    const s = this.session;
+    if (!on) {
+      this.camOn = false;
+      this.dropLocalVideo();
+      this.renderPreview();
+      if (s && s.local.has("camera")) {
+        try {
+          await s.setSourceTrack("camera", null);
+        } catch (e) {
+          log(`camera off: ${e.message}`);
+        }
+      }
+      this.render();
+      return this.camOn;
+    }
+    let track;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: videoConstraints() });
+      track = stream.getVideoTracks()[0];
+    } catch (e) {
+      log(`getUserMedia(video): ${e.name} ${e.message}`);
+      this.toast("error", describeMediaError(e));
+      return this.camOn;
+    }
+    this.hasCamera = true;
+    this.camOn = true;
+    const audio = this.localStream ? this.localStream.getAudioTracks() : [];
+    this.localStream = new MediaStream([...audio, track]);
     this.renderPreview();
-    if (this.session) await this.session.setMuted("camera", !this.camOn);
+    if (s && s.local.has("camera")) {
+      try {
+        await s.setSourceTrack("camera", track);
+      } catch (e) {
+        log(`camera on: ${e.message}`);
+        this.toast("error", `Could not send your camera: ${e.message}`);
+      }
+    }
     this.render();
     return this.camOn;
   }
@@ -868,7 +925,15 @@ window.visio = {
   },
   get localTracks() {
     if (!app.session) return [];
-    return [...app.session.local.values()].map((e) => ({ source: e.source, trackId: e.trackId, muted: e.muted, kind: e.track.kind }));
+    return [...app.session.local.values()].map((e) => ({ source: e.source, trackId: e.trackId, muted: e.muted, kind: e.kind,
+      capturing: Boolean(e.track && e.track.readyState === "live") }));
+  },
+  /** The camera's capture track now (a MediaStreamTrack; null while the camera is off). */
+  get cameraTrack() { return app.localTrack("video") || null; },
+  /** The track our sender of `source` sends now (null: nothing, e.g. the camera is off). */
+  sentTrack(source) {
+    const e = app.session && app.session.local.get(source);
+    return e ? e.transceiver.sender.track : null;
   },
   /** key (identity, or identity#screen) → counters, refreshed every second. */
   get tiles() { return app.tileStats; },

@@ -135,14 +135,17 @@ export class MeetingSession extends EventTarget {
 
   /** Publish the tracks of `stream` (any of one audio and one video track). One offer. Also
    * called with no tracks: then the offer only sets up the connection to receive. */
-  async publish(stream) {
+  async publish(stream, { cameraOff = false } = {}) {
     this._ensurePc();
     const tracks = stream ? stream.getTracks() : [];
     for (const track of tracks) {
       const source = track.kind === "audio" ? "microphone" : "camera";
       this._addLocal(source, track, stream);
     }
-    if (tracks.length === 0) this._addReceiveOnly();
+    // The camera exists but is off (stopped) right now: publish its line anyway, muted and
+    // with no track, so that turning it on later is a replaceTrack (no new m-line).
+    if (cameraOff && !this.local.has("camera")) this._addLocal("camera", null, stream, "video");
+    if (this.local.size === 0) this._addReceiveOnly();
     try {
       await this._negotiate();
       return { publishing: tracks.length > 0 };
@@ -151,7 +154,7 @@ export class MeetingSession extends EventTarget {
       // The token lets us watch but not publish (these sources): join as a viewer.
       this.log(`publishing refused (${e.message}): receiving only`);
       for (const entry of this.local.values()) {
-        entry.track.stop();
+        if (entry.track) entry.track.stop();
         try { entry.transceiver.stop(); } catch (err) { /* ignore */ }
       }
       this.local.clear();
@@ -173,11 +176,39 @@ export class MeetingSession extends EventTarget {
    * (`enabled=false` sends silence / black) and the others are told with `mute`. */
   async setMuted(source, muted) {
     const entry = this.local.get(source);
-    if (!entry) return;
+    if (!entry || !entry.track) return;
     entry.muted = muted;
     entry.track.enabled = !muted;
     this._emit("local");
     await this._sendMute(entry);
+  }
+
+  /** Turn a published video source (the camera) off or back on, for real.
+   *
+   * Off (`track` null): the sender stops sending (`replaceTrack(null)`) and the capture track is
+   * stopped, so the device is released and its light goes off. On: the freshly captured `track`
+   * goes on the same transceiver (`replaceTrack`: no renegotiation, the server keeps the same
+   * track id). Either way the others are told with `mute`. Returns false when we do not publish
+   * `source` (then `track` is stopped: nobody would use it). */
+  async setSourceTrack(source, track) {
+    const entry = this.local.get(source);
+    if (!entry || !entry.transceiver || entry.transceiver.stopped) {
+      if (track) track.stop();
+      return false;
+    }
+    const old = entry.track;
+    try {
+      await entry.transceiver.sender.replaceTrack(track);
+    } catch (e) {
+      if (track) track.stop();
+      throw e;
+    }
+    if (old && old !== track) old.stop();
+    entry.track = track;
+    entry.muted = !track;
+    this._emit("local");
+    await this._sendMute(entry);
+    return true;
   }
 
   /** Publish a screen capture (from getDisplayMedia) as `screen_share` (and its audio, if any,
@@ -199,7 +230,7 @@ export class MeetingSession extends EventTarget {
       const entry = this.local.get(source);
       if (!entry) continue;
       this.local.delete(source);
-      entry.track.stop();
+      if (entry.track) entry.track.stop();
       try { entry.transceiver.stop(); } catch (e) { /* already stopped */ }
       changed = true;
     }
@@ -616,14 +647,19 @@ export class MeetingSession extends EventTarget {
     if (changed) this._emit("tracks");
   }
 
-  _addLocal(source, track, stream) {
+  /** A sendonly transceiver for `source`; `track` null adds the line without media (muted), for
+   * a source that is off now and may be turned on later with setSourceTrack. */
+  _addLocal(source, track, stream, kind = track ? track.kind : "video") {
     const old = this.local.get(source);
     if (old) {
-      old.track.stop();
+      if (old.track) old.track.stop();
       try { old.transceiver.stop(); } catch (e) { /* ignore */ }
     }
-    const transceiver = this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-    this.local.set(source, { source, track, transceiver, trackId: null, muted: !track.enabled });
+    const transceiver = this.pc.addTransceiver(track || kind, {
+      direction: "sendonly", streams: stream ? [stream] : [],
+    });
+    this.local.set(source, { source, kind, track, transceiver, trackId: null,
+                             muted: !track || !track.enabled });
   }
 
   /** Offer our current tracks to the server and apply its answer. */
@@ -718,7 +754,7 @@ export class MeetingSession extends EventTarget {
       try { this._ws.close(1000); } catch (e) { /* ignore */ }
     }
     this._ws = null;
-    for (const entry of this.local.values()) entry.track.stop();
+    for (const entry of this.local.values()) if (entry.track) entry.track.stop();
     this.local.clear();
     if (this.pc) this.pc.close();
     this.pc = null;
