@@ -13,11 +13,19 @@ const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
 const STATS_INTERVAL_MS = 1000;
 const SPEAKING_LEVEL = 0.03; // getStats audioLevel (0..1) above which we call it speech
-const MAX_PAGE_TILES = 16; // a grid page, ourselves included (we ask for as many video slots)
+/** An integer URL parameter within [lo, hi], or `fallback`. */
+function intParam(name, lo, hi, fallback) {
+  const v = Number.parseInt(params.get(name) || "", 10);
+  return Number.isInteger(v) ? Math.min(hi, Math.max(lo, v)) : fallback;
+}
+// A grid page, ourselves included: at most 16 tiles, or `?tiles=N` (2..16).
+const MAX_PAGE_TILES = intParam("tiles", 2, 16, 16);
 const MIN_TILE_W = 160; // fewer tiles per page rather than smaller than this (CSS px)
 const STRIP_SIZE = 5; // others in the speaker view's strip
-const VIDEO_SLOTS = MAX_PAGE_TILES;
-const AUDIO_SLOTS = 3;
+// Receive slots asked at join: one grid page of video, the three loudest voices; `?video_slots=`
+// and `?audio_slots=` ask for others (fewer: less bandwidth; the server caps them).
+const VIDEO_SLOTS = intParam("video_slots", 0, 64, 16);
+const AUDIO_SLOTS = intParam("audio_slots", 0, 16, 3);
 const LAYOUT_DEBOUNCE_MS = 200;
 
 // ---------------------------------------------------------------------------- logging
