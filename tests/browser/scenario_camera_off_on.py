@@ -8,7 +8,9 @@ Run inside a network namespace that has only `lo` (see netns.py), with the real 
    released: the light goes off), the camera sender sends no track, page 2 shows the camera
    muted and decodes no more frames from page 1 (nothing is sent: no black frames);
 3. page 1 clicks again (on): a new, live capture track is on the same sender (same server track
-   id, no new m-line), and page 2 decodes page 1's video again.
+   id, no new m-line), and page 2 decodes page 1's video again;
+4. page 2 turned its camera off on the join screen, before joining: it joined with no capture
+   track and its camera published muted; it turns the camera on: page 1 decodes its video.
 
 Prints one JSON object on its last stdout line; exit 0 (all passed), 1 (some check failed),
 2 (crashed or timed out).
@@ -100,6 +102,9 @@ class CameraOffOn(Scenario):
                     )
                     for i in range(2)
                 ]
+                # Page 2 turns its camera off in the preview, before joining.
+                await pages[1].click("#preview-cam")
+                await pages[1].wait_for_function("() => visio.cameraTrack === null")
                 ids = [await join_via_ui(p, n, ROOM) for p, n in zip(pages, NAMES, strict=True)]
                 self.result["identities"] = ids
                 self.mark("joined")
@@ -187,6 +192,36 @@ class CameraOffOn(Scenario):
             await b.evaluate(CAM_STATE_JS, ids[0]),
         )
         self.mark("camera_on")
+
+        # 4. Page 2 joined with its camera off: a muted camera line, no capture; now on.
+        local = await b.evaluate("() => visio.localTracks")
+        cam = next((t for t in local if t["source"] == "camera"), None)
+        self.check(
+            "camera_off_at_join_publishes_a_muted_line",
+            cam is not None
+            and cam["muted"]
+            and not cam["capturing"]
+            and cam["trackId"] is not None
+            and await b.evaluate("() => visio.cameraTrack === null"),
+            local,
+        )
+        self.check(
+            "page1_shows_page2_camera_off",
+            await a.evaluate(CAM_STATE_JS, ids[1]) == "muted",
+            await a.evaluate(CAM_STATE_JS, ids[1]),
+        )
+        on2 = await b.evaluate(CAMERA_ON_JS.replace("__camBefore.id", "null"))
+        self.check("page2_camera_on_after_joining_with_it_off", on2["sentIsCapture"], on2)
+        start = await self.frames_from(a, ids[1])
+        ok = False
+        got = start
+        for _ in range(int(self.args.media_timeout * 2)):
+            got = await self.frames_from(a, ids[1])
+            if got - start >= 30:
+                ok = True
+                break
+            await asyncio.sleep(0.5)
+        self.check("page1_decodes_page2_after_its_camera_on", ok, [start, got])
 
 
 def cli() -> int:

@@ -4,7 +4,8 @@ The scenario (scenario_camera_off_on.py) runs two Chromium pages and the real se
 network namespace with only `lo`. Camera off: the capture track is `ended` (the device is
 released), nothing is sent, the other page shows the camera off and decodes no frames. Camera
 on: a new live track goes on the same sender (same server track, no new m-line) and the other
-page decodes frames again.
+page decodes frames again. A camera turned off before joining publishes a muted line with no
+capture, and turning it on later sends video the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def test_camera_off_releases_the_device_and_camera_on_sends_a_new_track() -> Non
         "camera_on_keeps_the_published_track",
         "page2_decodes_page1_again_after_camera_on",
         "page2_shows_page1_camera_on",
+        "camera_off_at_join_publishes_a_muted_line",
+        "page1_shows_page2_camera_off",
+        "page2_camera_on_after_joining_with_it_off",
+        "page1_decodes_page2_after_its_camera_on",
     ]
     r = checked_result(res, expected)
     assert not r["errors"], r["errors"]
