@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from visio_media import _native
 from visio_media.errors import EngineFailure, InvalidStateError, NotFoundError
@@ -79,6 +79,24 @@ class OfferNeeded:
 
 
 @dataclass(frozen=True)
+class SlotChanged:
+    """Slot ``slot`` (an index into the peer's slot lines) carries ``track_id`` now (None:
+    nothing flows on it)."""
+
+    peer_id: int
+    slot: int
+    track_id: int | None
+
+
+@dataclass(frozen=True)
+class SlotLines:
+    """The server's offer to the peer carries its slot lines: (mid, kind) in slot order."""
+
+    peer_id: int
+    lines: tuple[tuple[str, Literal["audio", "video"]], ...]
+
+
+@dataclass(frozen=True)
 class ActiveSpeakers:
     """The loudest speaking audio tracks of a room changed (loudest first; empty: silence)."""
 
@@ -95,11 +113,17 @@ EngineEvent = (
     | TrackUnpublished
     | KeyframeRequested
     | OfferNeeded
+    | SlotChanged
+    | SlotLines
     | ActiveSpeakers
 )
 
 
-def _event(kind: str, peer_id: int, attrs: dict[str, str | int]) -> EngineEvent | None:
+def _kind(value: object) -> Literal["audio", "video"]:
+    return "audio" if value == "audio" else "video"
+
+
+def _event(kind: str, peer_id: int, attrs: dict[str, Any]) -> EngineEvent | None:
     def s(key: str) -> str:
         return str(attrs[key])
 
@@ -114,10 +138,14 @@ def _event(kind: str, peer_id: int, attrs: dict[str, str | int]) -> EngineEvent 
         case "peer_closed":
             return PeerClosed(peer_id, s("reason"))
         case "track_published":
-            media: Literal["audio", "video"] = "audio" if s("kind") == "audio" else "video"
-            return TrackPublished(peer_id, i("track_id"), media, s("mid"))
+            return TrackPublished(peer_id, i("track_id"), _kind(attrs["kind"]), s("mid"))
         case "track_unpublished":
             return TrackUnpublished(peer_id, i("track_id"))
+        case "slot_changed":
+            track = attrs["track_id"]
+            return SlotChanged(peer_id, i("slot"), None if track is None else int(track))
+        case "slot_lines":
+            return SlotLines(peer_id, tuple((str(m), _kind(k)) for m, k in attrs["lines"]))
         case "keyframe_requested":
             return KeyframeRequested(peer_id, i("track_id"))
         case "offer":
@@ -194,8 +222,27 @@ class Engine:
         """Datagrams received from the peer so far (a cheap sign of life); None if unknown."""
         return self._native.peer_packets_in(peer_id)
 
-    async def create_peer(self, room: str, identity: str, offer_sdp: str) -> tuple[int, str]:
-        return await self._run(self._native.create_peer, room, identity, offer_sdp)
+    async def create_peer(
+        self,
+        room: str,
+        identity: str,
+        offer_sdp: str,
+        *,
+        video_slots: int = 0,
+        audio_slots: int = 0,
+    ) -> tuple[int, str]:
+        """Creates the peer from the client's offer and returns (peer id, answer). A peer with
+        slots gets an ``OfferNeeded`` with its slot lines right after."""
+        return await self._run(
+            partial(
+                self._native.create_peer,
+                room,
+                identity,
+                offer_sdp,
+                video_slots=video_slots,
+                audio_slots=audio_slots,
+            )
+        )
 
     async def apply_offer(self, peer_id: int, offer_sdp: str) -> str:
         return await self._run(self._native.apply_offer, peer_id, offer_sdp)
@@ -203,11 +250,12 @@ class Engine:
     async def apply_answer(self, peer_id: int, answer_sdp: str) -> None:
         await self._run(self._native.apply_answer, peer_id, answer_sdp)
 
-    async def subscribe(self, peer_id: int, track_id: int) -> None:
-        await self._run(self._native.subscribe, peer_id, track_id)
-
-    async def unsubscribe(self, peer_id: int, track_id: int) -> None:
-        await self._run(self._native.unsubscribe, peer_id, track_id)
+    async def set_layout(self, peer_id: int, track_ids: list[int], *, automatic: bool) -> None:
+        """The video tracks the peer asks for, in priority order; ``automatic`` fills its
+        spare video slots with everyone else's video too."""
+        await self._run(
+            partial(self._native.set_layout, peer_id, track_ids, automatic=automatic)
+        )
 
     async def close_peer(self, peer_id: int) -> None:
         await self._run(self._native.close_peer, peer_id)

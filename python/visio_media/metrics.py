@@ -27,6 +27,8 @@ _COUNTERS = (
      "Engine events lost because the event queue was full."),
     ("send_blocked", "visio_udp_send_blocked",
      "Times a shard's socket send buffer was full: the rest of the batch waited for it to drain."),
+    ("slot_switches", "visio_slot_switches",
+     "Times a receive slot changed source (filled, switched on a keyframe, emptied)."),
 )
 _GAUGES = (
     ("peers", "visio_engine_peers", "WebRTC peers held by the engine."),

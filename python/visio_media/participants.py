@@ -41,6 +41,33 @@ class PublishedTrack:
         }
 
 
+@dataclass(frozen=True)
+class LayoutTile:
+    """One tile the client shows: whose video (identity and source) and its rendered size."""
+
+    identity: str
+    source: str = "camera"
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a client shows, in priority order, and whom it pinned."""
+
+    tiles: tuple[LayoutTile, ...] = ()
+    pinned: str | None = None
+
+
+@dataclass
+class SlotLine:
+    """One receive slot of a participant: our m-line and what it carries now."""
+
+    mid: str
+    kind: str
+    track_id: int | None = None
+
+
 @dataclass
 class Participant:
     identity: str
@@ -48,7 +75,15 @@ class Participant:
     room: str
     token: AccessToken
     link: Link | None
-    auto_subscribe: bool = True
+    # Receive slots asked for at join, the lines the engine offered for them (slot order),
+    # the client's layout (None: automatic), and slots changed since the last `slots` frame.
+    video_slots: int = 0
+    audio_slots: int = 0
+    slots: list[SlotLine] = field(default_factory=list)
+    layout: Layout | None = None
+    changed_slots: set[int] = field(default_factory=set)
+    # A full `slots` frame waits for the server offer it describes to be sent first.
+    slots_full_due: bool = False
     session: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     peer_id: int | None = None
     tracks: dict[int, PublishedTrack] = field(default_factory=dict)

@@ -23,6 +23,8 @@ from visio_media.engine import (
     PeerClosed,
     PeerConnected,
     PeerFailed,
+    SlotChanged,
+    SlotLines,
     TrackPublished,
     TrackUnpublished,
 )
@@ -35,7 +37,7 @@ from visio_media.errors import (
     TrackLimitError,
     VisioError,
 )
-from visio_media.participants import Link, Participant, PublishedTrack
+from visio_media.participants import Layout, Link, Participant, PublishedTrack, SlotLine
 from visio_media.sdp import MediaSection, media_sections
 from visio_media.supervise import Supervisor
 
@@ -99,6 +101,10 @@ class RoomManager:
         self._by_peer: dict[int, Participant] = {}
         # Engine events for peers whose create_peer reply has not been processed yet.
         self._early: dict[int, list[EngineEvent]] = {}
+        # Every published track: its participant and itself (slots name them).
+        self._tracks: dict[int, tuple[Participant, PublishedTrack]] = {}
+        # Participants with slot changes to send when the current drain ends.
+        self._slots_due: list[Participant] = []
         # Peers we closed whose last events (up to PeerClosed) may still be on their way.
         self._retired: set[int] = set()
         # Set whenever the last participant anywhere leaves (drain waits on it).
@@ -126,7 +132,8 @@ class RoomManager:
         link: Link,
         *,
         resume: str | None = None,
-        auto_subscribe: bool = True,
+        video_slots: int = 0,
+        audio_slots: int = 0,
     ) -> tuple[Participant, bool]:
         if not self.accepting:
             raise ShuttingDownError("the server is shutting down")
@@ -169,7 +176,8 @@ class RoomManager:
             room=room.name,
             token=token,
             link=link,
-            auto_subscribe=auto_subscribe,
+            video_slots=video_slots if token.grants.subscribe else 0,
+            audio_slots=audio_slots if token.grants.subscribe else 0,
         )
         room.participants[p.identity] = p
         if room.empty_task is not None:
@@ -183,7 +191,9 @@ class RoomManager:
         room = self.rooms[p.room]
         return {
             "type": "joined",
-            "protocol": 1,
+            "protocol": 2,
+            "video_slots": p.video_slots,
+            "audio_slots": p.audio_slots,
             "room": room.name,
             "participant": p.info(),
             "participants": [q.info() for q in room.others(p)],
@@ -193,9 +203,11 @@ class RoomManager:
         }
 
     def resend_pending(self, p: Participant) -> None:
-        """After a resume: the client may have missed our last offer."""
+        """After a resume: the client may have missed our last offer and slot changes."""
         if p.pending_offer is not None:
             p.send({"type": "offer", "sdp": p.pending_offer})
+        if p.slots:
+            self._send_slots(p, full=True)
 
     def link_lost(self, p: Participant, link: Link) -> None:
         """The client's socket went away without `leave`: keep it for the grace period, unless
@@ -270,6 +282,8 @@ class RoomManager:
             room.broadcast(
                 {"type": "track_unpublished", "identity": p.identity, "track_id": track_id}
             )
+        for track_id in p.tracks:
+            self._tracks.pop(track_id, None)
         p.tracks.clear()
         if p.peer_id is not None:
             self._by_peer.pop(p.peer_id, None)
@@ -334,7 +348,13 @@ class RoomManager:
         mids = {s.mid for s in sections if s.mid is not None}
         p.sources = {m: src for m, src in (p.sources | sources).items() if m in mids}
         if p.peer_id is None:
-            peer_id, answer = await self.engine.create_peer(p.room, p.identity, sdp)
+            peer_id, answer = await self.engine.create_peer(
+                p.room,
+                p.identity,
+                sdp,
+                video_slots=p.video_slots,
+                audio_slots=p.audio_slots,
+            )
             if self._room_of(p) is None:  # left while we waited
                 self._early.pop(peer_id, None)
                 self._retired.add(peer_id)
@@ -344,7 +364,8 @@ class RoomManager:
             self._by_peer[peer_id] = p
             for event in self._early.pop(peer_id, []):
                 self._on_engine_event(event)
-            await self._subscribe_to_room(p)
+            if p.layout is not None or self._screen_shares(p):
+                await self._push_layout(p)
         else:
             # Our own outstanding offer is dropped by the engine (glare); the fresh one it
             # makes arrives while we wait and is held until our answer has gone out.
@@ -356,6 +377,8 @@ class RoomManager:
         p.holding_offers = False
         if p.pending_offer is not None:
             p.send({"type": "offer", "sdp": p.pending_offer})
+        if p.slots_full_due:
+            self._send_slots(p, full=True)
 
     async def client_answer(self, p: Participant, sdp: str) -> None:
         async with p.lock:
@@ -414,44 +437,121 @@ class RoomManager:
                 )
         return sending
 
-    async def _subscribe_to_room(self, p: Participant) -> None:
-        if p.peer_id is None or not p.auto_subscribe or not p.token.grants.subscribe:
-            return
+    # ------------------------------------------------------------------ receive slots
+
+    async def set_layout(self, p: Participant, layout: Layout) -> None:
+        """The client's layout: what it shows, in priority order. Its video slots follow."""
+        p.layout = layout
+        await self._push_layout(p)
+
+    def _screen_shares(self, p: Participant) -> list[int]:
         room = self._room_of(p)
         if room is None:
-            return
-        for q in room.others(p):
-            for track_id in list(q.tracks):
-                await self._subscribe(p, track_id)
+            return []
+        return [
+            t.track_id
+            for q in room.others(p)
+            for t in q.tracks.values()
+            if t.source == "screen_share"
+        ]
 
-    async def _subscribe(self, p: Participant, track_id: int) -> None:
-        if p.peer_id is None:
+    def _wanted_video(self, p: Participant) -> list[int]:
+        """The video tracks ``p`` asks for, in priority order: the pinned participant's,
+        screen shares, then the tiles of its layout."""
+        room = self._room_of(p)
+        if room is None:
+            return []
+        wanted: list[int] = []
+
+        def video_of(identity: str, source: str | None) -> list[int]:
+            q = room.participants.get(identity)
+            if q is None or q is p:
+                return []
+            return [
+                t.track_id
+                for t in sorted(q.tracks.values(), key=lambda t: t.source != "screen_share")
+                if t.kind == "video" and (source is None or t.source == source)
+            ]
+
+        layout = p.layout
+        if layout is not None and layout.pinned is not None:
+            wanted += video_of(layout.pinned, None)
+        wanted += self._screen_shares(p)
+        if layout is not None:
+            for tile in layout.tiles:
+                wanted += video_of(tile.identity, tile.source)
+        return list(dict.fromkeys(wanted))
+
+    async def _push_layout(self, p: Participant) -> None:
+        if p.peer_id is None or p.video_slots == 0:
             return
         try:
-            await self.engine.subscribe(p.peer_id, track_id)
-        except (NotFoundError, VisioError) as e:
-            # The track or the peer went away meanwhile: nothing to receive.
-            p.logger().debug("subscribe to %d skipped: %s", track_id, e)
+            await self.engine.set_layout(
+                p.peer_id, self._wanted_video(p), automatic=p.layout is None
+            )
+        except VisioError as e:
+            # The peer went away meanwhile: nothing to receive.
+            p.logger().debug("set_layout skipped: %s", e)
 
-    async def subscribe(self, p: Participant, track_ids: list[int], subscribe: bool) -> None:
-        if not p.token.grants.subscribe:
-            raise ForbiddenError("the token does not grant subscribe")
-        room = self._room_of(p)
-        if room is None:
-            raise InvalidStateError("not in a room")
-        for track_id in track_ids:
-            found = room.find_track(track_id)
-            if found is None:
-                raise NotFoundError(f"no track {track_id}")
-            if found[0] is p:
-                raise InvalidStateError(f"track {track_id} is your own")
-        if p.peer_id is None:
-            raise InvalidStateError("send an offer first")
-        for track_id in track_ids:
-            if subscribe:
-                await self.engine.subscribe(p.peer_id, track_id)
-            else:
-                await self.engine.unsubscribe(p.peer_id, track_id)
+    def _on_slot_lines(self, p: Participant, lines: tuple[tuple[str, str], ...]) -> None:
+        old = p.slots
+        p.slots = [
+            SlotLine(mid, kind, old[i].track_id if i < len(old) else None)
+            for i, (mid, kind) in enumerate(lines)
+        ]
+        p.changed_slots.clear()
+        if p.holding_offers:
+            p.slots_full_due = True
+        else:
+            self._send_slots(p, full=True)
+
+    def _on_slot_changed(self, p: Participant, slot: int, track_id: int | None) -> None:
+        if slot >= len(p.slots):
+            return
+        p.slots[slot].track_id = track_id
+        if not p.changed_slots:
+            self._slots_due.append(p)
+            if len(self._slots_due) == 1:
+                asyncio.get_running_loop().call_soon(self._flush_slots)
+        p.changed_slots.add(slot)
+
+    def _flush_slots(self) -> None:
+        """One `slots` frame per participant for all the slot changes of a drain."""
+        due, self._slots_due = self._slots_due, []
+        for p in due:
+            if p.changed_slots and not p.slots_full_due:
+                self._send_slots(p, full=False)
+            p.changed_slots.clear()
+
+    def _send_slots(self, p: Participant, *, full: bool) -> None:
+        indices = range(len(p.slots)) if full else sorted(p.changed_slots)
+        p.slots_full_due = False
+        p.send(
+            {
+                "type": "slots",
+                "full": full,
+                "slots": [self._slot_info(p.slots[i]) for i in indices],
+            }
+        )
+
+    def _slot_info(self, line: SlotLine) -> dict[str, Any]:
+        found = self._tracks.get(line.track_id) if line.track_id is not None else None
+        if found is None:
+            return {
+                "mid": line.mid,
+                "kind": line.kind,
+                "identity": None,
+                "track_id": None,
+                "source": None,
+            }
+        q, t = found
+        return {
+            "mid": line.mid,
+            "kind": line.kind,
+            "identity": q.identity,
+            "track_id": t.track_id,
+            "source": t.source,
+        }
 
     def set_muted(self, room_name: str, identity: str, track_id: int, muted: bool) -> None:
         room = self._room(room_name)
@@ -494,18 +594,22 @@ class RoomManager:
                 source = p.sources.get(mid, DEFAULT_SOURCE[kind])
                 track = PublishedTrack(track_id, kind, source, mid)
                 p.tracks[track_id] = track
+                self._tracks[track_id] = (p, track)
                 # The publisher hears it too: that is how it learns its tracks' ids.
                 room.broadcast(
                     {"type": "track_published", "identity": p.identity, "track": track.info()}
                 )
-                for q in room.others(p):
-                    if q.auto_subscribe and q.token.grants.subscribe and q.peer_id is not None:
-                        self.supervisor.spawn(self._subscribe(q, track_id), f"sub-{track_id}")
+                self._relayout(room, p, track)
             case TrackUnpublished(track_id=track_id):
+                self._tracks.pop(track_id, None)
                 if p.tracks.pop(track_id, None) is not None:
                     room.broadcast(
                         {"type": "track_unpublished", "identity": p.identity, "track_id": track_id}
                     )
+            case SlotLines(lines=lines):
+                self._on_slot_lines(p, lines)
+            case SlotChanged(slot=slot, track_id=track_id):
+                self._on_slot_changed(p, slot, track_id)
             case OfferNeeded(sdp=sdp):
                 p.pending_offer = sdp
                 if not p.holding_offers:
@@ -525,6 +629,19 @@ class RoomManager:
                     p.offered_tracks = 0  # its tracks are gone with it
             case _:
                 pass
+
+    def _relayout(self, room: Room, publisher: Participant, track: PublishedTrack) -> None:
+        """A new track that layouts may name (its publisher is pinned or shown, or it is a
+        screen share, which everyone gets): the receivers concerned choose again."""
+        for q in room.others(publisher):
+            if q.peer_id is None or track.kind != "video":
+                continue
+            named = q.layout is not None and (
+                q.layout.pinned == publisher.identity
+                or any(t.identity == publisher.identity for t in q.layout.tiles)
+            )
+            if named or track.source == "screen_share":
+                self.supervisor.spawn(self._push_layout(q), f"layout-{q.identity}")
 
     def _on_speakers(self, event: ActiveSpeakers) -> None:
         room = self.rooms.get(event.room)

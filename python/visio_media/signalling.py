@@ -30,7 +30,7 @@ from visio_media.errors import (
     VisioError,
 )
 from visio_media.listener import EvictionLog
-from visio_media.participants import Participant
+from visio_media.participants import Layout, LayoutTile, Participant
 from visio_media.rooms import SOURCE_KINDS, RoomManager
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 MAX_SDP = 64 * 1024
 MAX_STRING = 256
 MAX_ID = 64
+MAX_TILES = 256
+# Slot bounds until the config carries them.
+MAX_VIDEO_SLOTS = 25
+DEFAULT_VIDEO_SLOTS = 9
+MAX_AUDIO_SLOTS = 8
+DEFAULT_AUDIO_SLOTS = 3
 # Outgoing frames queued per connection before the client counts as stuck and is cut.
 SEND_QUEUE = 1024
 CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
@@ -184,6 +190,15 @@ def _field(msg: dict[str, Any], name: str, kind: type, *, optional: bool = False
     return value
 
 
+def _slot_count(msg: dict[str, Any], key: str, most: int, default: int) -> int:
+    n = _field(msg, key, int, optional=True)
+    if n is None:
+        return default
+    if not 0 <= n <= most:
+        raise ProtocolError(f"{key!r} must be 0..{most}")
+    return int(n)
+
+
 def _sources(msg: dict[str, Any]) -> dict[str, str]:
     raw = _field(msg, "sources", dict, optional=True) or {}
     if len(raw) > 64:
@@ -196,13 +211,6 @@ def _sources(msg: dict[str, Any]) -> dict[str, str]:
             raise ProtocolError(f"unknown source {source!r}")
         out[mid] = source
     return out
-
-
-def _track_ids(msg: dict[str, Any]) -> list[int]:
-    raw = _field(msg, "track_ids", list)
-    if len(raw) > 256 or not all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
-        raise ProtocolError("track_ids must be a list of at most 256 integers")
-    return list(raw)
 
 
 class Session:
@@ -358,7 +366,7 @@ class Session:
             "offer": self._offer,
             "answer": self._answer,
             "mute": self._mute,
-            "subscribe": self._subscribe,
+            "layout": self._layout,
             "leave": self._leave,
         }
         handler = handlers.get(kind)
@@ -374,7 +382,8 @@ class Session:
             raise _AlreadyJoined()
         token_text = _field(msg, "token", str)
         resume = _field(msg, "resume", str, optional=True)
-        auto = _field(msg, "auto_subscribe", bool, optional=True)
+        video_slots = _slot_count(msg, "video_slots", MAX_VIDEO_SLOTS, DEFAULT_VIDEO_SLOTS)
+        audio_slots = _slot_count(msg, "audio_slots", MAX_AUDIO_SLOTS, DEFAULT_AUDIO_SLOTS)
         started = time.monotonic()
         # A join in progress is out of the lobby: it is never evicted half-way.
         if self.lobby is not None:
@@ -382,7 +391,11 @@ class Session:
         try:
             token = self.verify(token_text)
             p, resumed = await self.rooms.join(
-                token, self.link, resume=resume, auto_subscribe=True if auto is None else auto
+                token,
+                self.link,
+                resume=resume,
+                video_slots=video_slots,
+                audio_slots=audio_slots,
             )
         except BaseException:
             if self.lobby is not None and self._handshake is not None and not self.link.closing:
@@ -412,9 +425,21 @@ class Session:
         self.rooms.set_muted(p.room, p.identity, track_id, muted)
         self._reply({"type": "ok"}, ref)
 
-    async def _subscribe(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
-        flag = _field(msg, "subscribe", bool, optional=True)
-        await self.rooms.subscribe(p, _track_ids(msg), True if flag is None else flag)
+    async def _layout(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
+        raw = _field(msg, "tiles", list, optional=True) or []
+        if len(raw) > MAX_TILES:
+            raise ProtocolError(f"'tiles' holds at most {MAX_TILES} entries")
+        tiles = []
+        for t in raw:
+            if not isinstance(t, dict):
+                raise ProtocolError("each tile must be an object")
+            identity = _field(t, "identity", str)
+            source = _field(t, "source", str, optional=True) or "camera"
+            if source not in SOURCE_KINDS:
+                raise ProtocolError(f"unknown source {source[:MAX_ID]!r}")
+            tiles.append(LayoutTile(identity, source))
+        pinned = None if msg.get("pinned") is None else _field(msg, "pinned", str)
+        await self.rooms.set_layout(p, Layout(tuple(tiles), pinned))
         self._reply({"type": "ok"}, ref)
 
     async def _leave(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:

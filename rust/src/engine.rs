@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use visio_engine::peer::SlotCounts;
 use visio_engine::{EngineConfig, PeerId, TrackId};
 
 use crate::errors::Failure;
@@ -85,15 +86,22 @@ impl Engine {
             .collect()
     }
 
+    #[pyo3(signature = (room, identity, offer_sdp, *, video_slots = 0, audio_slots = 0))]
     fn create_peer(
         &self,
         py: Python<'_>,
         room: &str,
         identity: &str,
         offer_sdp: String,
+        video_slots: usize,
+        audio_slots: usize,
     ) -> PyResult<(u64, String)> {
+        let slots = SlotCounts {
+            video: video_slots,
+            audio: audio_slots,
+        };
         let (id, answer) = py
-            .detach(|| self.read().create_peer(room, identity, offer_sdp))
+            .detach(|| self.read().create_peer(room, identity, offer_sdp, slots))
             .map_err(Failure)?;
         Ok((id.0, answer))
     }
@@ -110,14 +118,16 @@ impl Engine {
         Ok(())
     }
 
-    fn subscribe(&self, py: Python<'_>, peer_id: u64, track_id: u64) -> PyResult<()> {
-        py.detach(|| self.read().subscribe(PeerId(peer_id), TrackId(track_id)))
-            .map_err(Failure)?;
-        Ok(())
-    }
-
-    fn unsubscribe(&self, py: Python<'_>, peer_id: u64, track_id: u64) -> PyResult<()> {
-        py.detach(|| self.read().unsubscribe(PeerId(peer_id), TrackId(track_id)))
+    #[pyo3(signature = (peer_id, track_ids, *, automatic))]
+    fn set_layout(
+        &self,
+        py: Python<'_>,
+        peer_id: u64,
+        track_ids: Vec<u64>,
+        automatic: bool,
+    ) -> PyResult<()> {
+        let tracks = track_ids.into_iter().map(TrackId).collect();
+        py.detach(|| self.read().set_layout(PeerId(peer_id), tracks, automatic))
             .map_err(Failure)?;
         Ok(())
     }

@@ -41,6 +41,19 @@ pub fn to_python<'py>(py: Python<'py>, e: &EngineEvent) -> PyResult<PyEvent<'py>
             d.set_item("sdp", sdp)?;
             "offer"
         }
+        EngineEvent::SlotChanged { slot, track, .. } => {
+            d.set_item("slot", slot)?;
+            d.set_item("track_id", track.map(|t| t.0))?;
+            "slot_changed"
+        }
+        EngineEvent::SlotLines { lines, .. } => {
+            let lines: Vec<(&str, &str)> = lines
+                .iter()
+                .map(|(m, k)| (m.as_str(), k.as_str()))
+                .collect();
+            d.set_item("lines", lines)?;
+            "slot_lines"
+        }
         EngineEvent::ActiveSpeakers { room, tracks } => {
             d.set_item("room", room.to_string())?;
             let ids: Vec<String> = tracks.iter().map(|t| t.0.to_string()).collect();

@@ -22,6 +22,7 @@ fn shard_dict<'py>(py: Python<'py>, s: &ShardSnapshot) -> PyResult<Bound<'py, Py
     d.set_item("peer_panics", s.peer_panics)?;
     d.set_item("events_dropped", s.events_dropped)?;
     d.set_item("send_blocked", s.send_blocked)?;
+    d.set_item("slot_switches", s.slot_switches)?;
     let drops = PyDict::new(py);
     for (reason, n) in &s.drops {
         drops.set_item(reason, n)?;
@@ -49,6 +50,7 @@ fn total(shards: &[ShardSnapshot]) -> ShardSnapshot {
         t.peer_panics += s.peer_panics;
         t.events_dropped += s.events_dropped;
         t.send_blocked += s.send_blocked;
+        t.slot_switches += s.slot_switches;
         if t.drops.is_empty() {
             t.drops = s.drops.clone();
         } else {

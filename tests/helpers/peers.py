@@ -5,13 +5,13 @@
   would contact Google's STUN server) and max-bundle (one transport for every m-line, as an SFU
   expects).
 * :class:`TestPeer` is one aiortc participant: its local tracks (sendonly) and one
-  :class:`~helpers.media.TrackReceiver` per remote track, keyed by ``(publisher identity, kind)``
-  (the engine sets the remote MediaStream id, the first ``a=msid`` token, to the publisher's
-  identity).
-* :class:`MiniRoom` does what the product's room layer will do, in the simplest form: nothing
-  subscribes automatically in the engine, so on ``TrackPublished`` from P it subscribes every other
-  member, a new joiner gets subscribed to every existing track, and every ``OfferNeeded`` is
-  answered by the right aiortc peer (one negotiation at a time per peer).
+  :class:`~helpers.media.TrackReceiver` per receive slot (server m-line), also keyed by
+  ``(publisher identity, kind)`` of whoever the slot carries now (from the engine's
+  ``SlotChanged`` events).
+* :class:`MiniRoom` does what the product's room layer does, in the simplest form: every peer
+  gets ``video_slots``/``audio_slots`` receive slots in automatic mode (the engine fills them with
+  everyone else's tracks), and every ``OfferNeeded`` is answered by the right aiortc peer (one
+  negotiation at a time per peer).
 """
 
 from __future__ import annotations
@@ -214,6 +214,9 @@ class TestPeer:
         self.negotiations = 0
         self.closed = False
         self._seen_tracks: set[int] = set()
+        # Receive slots: mid -> its receiver, and mid -> (identity, kind) it carries now.
+        self.slot_receivers: dict[str, TrackReceiver] = {}
+        self.slot_carries: dict[str, tuple[str, str] | None] = {}
 
     def __repr__(self) -> str:
         return f"<TestPeer {self.name} id={self.peer_id}>"
@@ -249,13 +252,29 @@ class TestPeer:
             if track is None or id(track) in self._seen_tracks:
                 continue
             self._seen_tracks.add(id(track))
-            section = by_mid.get(transceiver.mid)
-            identity = section.msid_stream if section and section.msid_stream else None
-            key = (identity or f"mid:{transceiver.mid}", track.kind)
+            if transceiver.mid not in by_mid:
+                continue
+            key = (f"mid:{transceiver.mid}", track.kind)
             receiver = TrackReceiver(track=track, key=key, mid=transceiver.mid).start()
-            self.receivers[key] = receiver
+            self.slot_receivers[transceiver.mid] = receiver
             self.all_receivers.append(receiver)
-            log.debug("%s: receiving %s on mid %s", self.name, key, transceiver.mid)
+            log.debug("%s: receiving on slot mid %s", self.name, transceiver.mid)
+        self._map_slots()
+
+    def set_slot(self, mid: str, carries: tuple[str, str] | None) -> None:
+        """The engine says slot ``mid`` carries (identity, kind) now, or nothing."""
+        self.slot_carries[mid] = carries
+        self._map_slots()
+
+    def _map_slots(self) -> None:
+        for mid, carries in self.slot_carries.items():
+            receiver = self.slot_receivers.get(mid)
+            if receiver is None:
+                continue
+            for k in [k for k, r in self.receivers.items() if r is receiver]:
+                del self.receivers[k]
+            if carries is not None:
+                self.receivers[carries] = receiver
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -290,11 +309,6 @@ class TestPeer:
 # ------------------------------------------------------------------------------------- the room
 
 
-@dataclass(frozen=True)
-class _Joined:
-    peer_id: int
-
-
 @dataclass
 class _ClientRenegotiation:
     done: asyncio.Future
@@ -307,13 +321,24 @@ class MiniRoom:
     its tasks are collected in ``errors`` (``check()`` raises if any).
     """
 
-    def __init__(self, engine: Any, name: str = "r1", *, negotiation_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        name: str = "r1",
+        *,
+        negotiation_timeout: float = 15.0,
+        video_slots: int = 4,
+        audio_slots: int = 3,
+    ) -> None:
+        self.video_slots = video_slots
+        self.audio_slots = audio_slots
+        # peer id -> its slot lines (mid, kind) in slot order.
+        self.slot_lines: dict[int, list[tuple[str, str]]] = {}
         self.engine = engine
         self.name = name
         self.negotiation_timeout = negotiation_timeout
         self.peers: dict[int, TestPeer] = {}  # members: peer_id -> peer
         self.tracks: dict[int, Any] = {}  # track_id -> TrackPublished (any peer, any time)
-        self.subscriptions: set[tuple[int, int]] = set()  # (subscriber, track_id)
         self.events: list[tuple[float, Any]] = []
         self.errors: list[str] = []
         self._engine_queue: asyncio.Queue | None = None
@@ -360,7 +385,13 @@ class MiniRoom:
     async def join(self, peer: TestPeer) -> int:
         offer = await peer.make_offer()
         peer_id, answer = await asyncio.wait_for(
-            self.engine.create_peer(room=self.name, identity=peer.name, offer_sdp=offer),
+            self.engine.create_peer(
+                self.name,
+                peer.name,
+                offer,
+                video_slots=self.video_slots,
+                audio_slots=self.audio_slots,
+            ),
             self.negotiation_timeout,
         )
         peer.peer_id = peer_id
@@ -368,7 +399,6 @@ class MiniRoom:
         self.peers[peer_id] = peer
         await peer.accept_answer(answer)
         self._ready[peer_id].set()
-        self._inbox.put_nowait(_Joined(peer_id))
         return peer_id
 
     async def leave(self, peer: TestPeer, *, close_in_engine: bool = True) -> None:
@@ -382,7 +412,6 @@ class MiniRoom:
             self._neg_queues.pop(pid, None)
             for tid in [t for t, ev in self.tracks.items() if ev.peer_id == pid]:
                 self._forget_track(tid)
-            self.subscriptions = {s for s in self.subscriptions if s[0] != pid}
         await peer.close()
         if pid is not None and close_in_engine:
             await asyncio.wait_for(self.engine.close_peer(pid), self.negotiation_timeout)
@@ -468,24 +497,19 @@ class MiniRoom:
 
     async def _handle(self, item: Any) -> None:
         kind = type(item).__name__
-        if kind == "_Joined":
-            pid = item.peer_id
-            if pid not in self.peers:
-                return
-            for tid, tp in list(self.tracks.items()):
-                if tp.peer_id == pid:
-                    # its own tracks published before we knew it was a member
-                    for other in list(self.peers):
-                        if other != pid:
-                            await self._subscribe(other, tid)
-                elif tp.peer_id in self.peers:
-                    await self._subscribe(pid, tid)
-        elif kind == "TrackPublished":
+        if kind == "TrackPublished":
             self.tracks[item.track_id] = item
-            if item.peer_id in self.peers:
-                for other in list(self.peers):
-                    if other != item.peer_id:
-                        await self._subscribe(other, item.track_id)
+        elif kind == "SlotLines":
+            self.slot_lines[item.peer_id] = list(item.lines)
+        elif kind == "SlotChanged":
+            peer = self.peers.get(item.peer_id)
+            lines = self.slot_lines.get(item.peer_id, [])
+            if peer is None or item.slot >= len(lines):
+                return
+            mid, slot_kind = lines[item.slot]
+            published = self.tracks.get(item.track_id) if item.track_id is not None else None
+            publisher = self.peers.get(published.peer_id) if published is not None else None
+            peer.set_slot(mid, (publisher.name, slot_kind) if publisher is not None else None)
         elif kind == "TrackUnpublished":
             self._forget_track(item.track_id)
         elif kind == "OfferNeeded":
@@ -498,14 +522,6 @@ class MiniRoom:
 
     def _forget_track(self, track_id: int) -> None:
         self.tracks.pop(track_id, None)
-        self.subscriptions = {s for s in self.subscriptions if s[1] != track_id}
-
-    async def _subscribe(self, subscriber: int, track_id: int) -> None:
-        if (subscriber, track_id) in self.subscriptions:
-            return
-        self.subscriptions.add((subscriber, track_id))
-        async with asyncio.timeout(self.negotiation_timeout):
-            await self.engine.subscribe(subscriber, track_id)
 
     def _negotiation_queue(self, peer_id: int) -> asyncio.Queue:
         q = self._neg_queues.get(peer_id)

@@ -14,7 +14,7 @@ from aioice import stun
 
 from helpers.hostile import stun_binding_request
 from helpers.media import AUDIO_RATE, SineAudioTrack, dominant_frequencies
-from helpers.peers import TestPeer, ice_ufrag_of, new_peer_connection, parse_sdp, wait_until
+from helpers.peers import TestPeer, ice_ufrag_of, new_peer_connection, wait_until
 
 
 def test_dominant_frequency_of_a_pure_sine_is_exact_within_one_hertz() -> None:
@@ -66,14 +66,13 @@ async def test_direct_aiortc_call_delivers_video_frames_and_the_right_sine() -> 
     receiver.pc = receiver_pc
     try:
         offer = await sender.make_offer()
-        # Tag the stream id the way the engine does (msid stream = publisher identity).
-        stream_id = parse_sdp(offer)[1][0].msid_stream
-        offer = offer.replace(f"a=msid:{stream_id} ", "a=msid:sender ")
-        offer = offer.replace(f"WMS {stream_id}", "WMS sender")
         answer = await receiver.answer_offer(offer)
         await sender.accept_answer(answer)
         assert ice_ufrag_of(answer)
-        await wait_until(lambda: len(receiver.receivers) == 2, 10, what="two remote tracks")
+        await wait_until(lambda: len(receiver.slot_receivers) == 2, 10, what="two remote tracks")
+        # What the engine's slot events do: name who each line carries.
+        for mid, r in list(receiver.slot_receivers.items()):
+            receiver.set_slot(mid, ("sender", r.track.kind))
         video = receiver.receiver("sender", "video")
         audio = receiver.receiver("sender", "audio")
         assert video is not None and audio is not None, receiver.describe_receivers()

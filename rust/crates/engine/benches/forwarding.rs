@@ -24,7 +24,6 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::RtpWrite;
 use str0m::Input;
-use visio_engine::peer::OutState;
 use visio_engine::shard::ShardCore;
 use visio_engine::sim::Sim;
 use visio_engine::EngineEvent;
@@ -149,19 +148,14 @@ impl Rig {
             })
             .unwrap_or_default();
         let subs: Vec<_> = sim.clients[1..].iter().map(|c| c.peer).collect();
-        for &s in &subs {
-            sim.core.subscribe(s, track, sim.now).expect("subscribe");
-        }
+        // Each subscriber's first video slot takes the track (automatic mode) at its first
+        // keyframe, which the first packet fed is.
         sim.pump();
         let open = sim.run_until(Duration::from_secs(2), |s| {
-            subs.iter().all(|&p| {
-                s.core
-                    .subscription_states(p)
-                    .iter()
-                    .any(|(t, st)| *t == track && matches!(st, OutState::Open(_)))
-            })
+            subs.iter().all(|&p| s.core.slots_open(p))
         });
-        assert!(open, "every subscription is negotiated");
+        assert!(open, "every subscriber's slots are negotiated");
+        let _ = track;
         sim.run_until(Duration::from_millis(200), |_| false);
         let mid = sim
             .send_mid(publisher, MediaKind::Video)

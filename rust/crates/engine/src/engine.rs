@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::event::EngineEvent;
 use crate::ids::{PeerId, RoomId, TrackId};
 use crate::notify::{self, EventSink, EventSource};
+use crate::peer::SlotCounts;
 use crate::runner::{self, Command, Runner};
 use crate::shard::{ShardCore, ShardSettings};
 use crate::stats::{PeerRegistry, PeerSnapshot, ShardSnapshot, ShardStats};
@@ -192,6 +193,7 @@ impl Engine {
         room: &str,
         identity: &str,
         offer: String,
+        slots: SlotCounts,
     ) -> Result<(PeerId, String)> {
         if !self.is_running() {
             return Err(Error::NotRunning);
@@ -220,6 +222,7 @@ impl Engine {
             room,
             identity,
             offer,
+            slots,
             reply,
         });
         match r {
@@ -241,14 +244,16 @@ impl Engine {
         self.call(shard, |reply| Command::ApplyAnswer { id, sdp, reply })
     }
 
-    pub fn subscribe(&self, id: PeerId, track: TrackId) -> Result<()> {
+    /// The video tracks `id` asks for, in priority order; `automatic`: fill spare video
+    /// slots with everyone else's video too.
+    pub fn set_layout(&self, id: PeerId, tracks: Vec<TrackId>, automatic: bool) -> Result<()> {
         let shard = self.shard_of(id)?;
-        self.call(shard, |reply| Command::Subscribe { id, track, reply })
-    }
-
-    pub fn unsubscribe(&self, id: PeerId, track: TrackId) -> Result<()> {
-        let shard = self.shard_of(id)?;
-        self.call(shard, |reply| Command::Unsubscribe { id, track, reply })
+        self.call(shard, |reply| Command::SetLayout {
+            id,
+            tracks,
+            automatic,
+            reply,
+        })
     }
 
     pub fn close_peer(&self, id: PeerId) -> Result<()> {

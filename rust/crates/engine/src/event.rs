@@ -63,6 +63,17 @@ pub enum EngineEvent {
         peer: PeerId,
         sdp: String,
     },
+    /// What slot `slot` of `peer` carries changed (`None`: nothing flows on it now).
+    SlotChanged {
+        peer: PeerId,
+        slot: usize,
+        track: Option<TrackId>,
+    },
+    /// The server's offer to `peer` carries its slot lines: (mid, kind) in slot order.
+    SlotLines {
+        peer: PeerId,
+        lines: Vec<(String, MediaKind)>,
+    },
     /// The loudest speaking audio tracks of a room changed (loudest first, maybe empty).
     ActiveSpeakers {
         room: RoomId,
@@ -80,7 +91,9 @@ impl EngineEvent {
             | EngineEvent::TrackPublished { peer, .. }
             | EngineEvent::TrackUnpublished { peer, .. }
             | EngineEvent::KeyframeRequested { peer, .. }
-            | EngineEvent::Offer { peer, .. } => *peer,
+            | EngineEvent::Offer { peer, .. }
+            | EngineEvent::SlotChanged { peer, .. }
+            | EngineEvent::SlotLines { peer, .. } => *peer,
             EngineEvent::ActiveSpeakers { .. } => return None,
         })
     }

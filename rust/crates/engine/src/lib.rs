@@ -22,10 +22,12 @@ mod runner;
 pub mod sdp_text;
 pub mod shard;
 pub mod sim;
+pub mod slots;
 pub mod srtp_probe;
 pub mod stats;
 pub mod timers;
 pub mod udp;
+pub mod vp8;
 
 pub use config::EngineConfig;
 pub use engine::Engine;

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::error::Result;
 use crate::ids::{PeerId, RoomId, TrackId};
 use crate::notify::EventSink;
+use crate::peer::SlotCounts;
 use crate::shard::ShardCore;
 use crate::stats::DropReason;
 use crate::udp::{Outbox, RecvBatch};
@@ -34,6 +35,7 @@ pub(crate) enum Command {
         room: RoomId,
         identity: String,
         offer: String,
+        slots: SlotCounts,
         reply: Reply<String>,
     },
     ApplyOffer {
@@ -46,14 +48,10 @@ pub(crate) enum Command {
         sdp: String,
         reply: Reply<()>,
     },
-    Subscribe {
+    SetLayout {
         id: PeerId,
-        track: TrackId,
-        reply: Reply<()>,
-    },
-    Unsubscribe {
-        id: PeerId,
-        track: TrackId,
+        tracks: Vec<TrackId>,
+        automatic: bool,
         reply: Reply<()>,
     },
     ClosePeer {
@@ -165,9 +163,10 @@ impl Runner {
                     room,
                     identity,
                     offer,
+                    slots,
                     reply,
                 } => {
-                    let _ = reply.send(c.create_peer(id, room, identity, &offer, now));
+                    let _ = reply.send(c.create_peer(id, room, identity, &offer, slots, now));
                 }
                 Command::ApplyOffer { id, sdp, reply } => {
                     let _ = reply.send(c.apply_offer(id, &sdp, now));
@@ -175,11 +174,13 @@ impl Runner {
                 Command::ApplyAnswer { id, sdp, reply } => {
                     let _ = reply.send(c.apply_answer(id, &sdp, now));
                 }
-                Command::Subscribe { id, track, reply } => {
-                    let _ = reply.send(c.subscribe(id, track, now));
-                }
-                Command::Unsubscribe { id, track, reply } => {
-                    let _ = reply.send(c.unsubscribe(id, track, now));
+                Command::SetLayout {
+                    id,
+                    tracks,
+                    automatic,
+                    reply,
+                } => {
+                    let _ = reply.send(c.set_layout(id, tracks, automatic, now));
                 }
                 Command::ClosePeer { id, reply } => {
                     let _ = reply.send(c.close_peer(id, now));

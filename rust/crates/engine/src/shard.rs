@@ -22,8 +22,9 @@ use crate::dtls_probe;
 use crate::error::{Error, Result};
 use crate::event::{EngineEvent, MediaKind};
 use crate::ids::{IdMap, PeerId, RoomId, TrackId};
-use crate::peer::{Forwarded, OutState, Peer, Source};
-use crate::room::{Rooms, Track};
+use crate::peer::{Forwarded, Lines, Peer, SlotCounts, Source};
+use crate::room::{Rooms, Sink, Track};
+use crate::slots::stable_assign;
 use crate::srtp_probe::{self, SrtcpReplay};
 use crate::stats::{DropReason, PeerRegistry, ShardStats};
 use crate::timers::Timers;
@@ -74,8 +75,12 @@ pub struct ShardCore {
     registry: PeerRegistry,
     due: Vec<(Instant, PeerId)>,
     next_speaker_tick: Instant,
-    /// Reused per forwarded packet: the subscribers of its track.
-    fanout: Vec<PeerId>,
+    /// Reused per forwarded packet: the sinks of its track.
+    fanout: Vec<Sink>,
+    /// Rooms whose slot sources must be chosen again (tracks, speakers or receivers changed),
+    /// and receivers whose layout changed.
+    dirty_rooms: Vec<RoomId>,
+    dirty_peers: Vec<PeerId>,
     /// Inside a receive batch: forwarded RTP is only queued at the subscribers, who are
     /// listed in `touched` and nudged once each when the batch ends.
     batching: bool,
@@ -114,6 +119,8 @@ impl ShardCore {
             due: Vec::new(),
             next_speaker_tick: Instant::now() + SPEAKER_TICK,
             fanout: Vec::new(),
+            dirty_rooms: Vec::new(),
+            dirty_peers: Vec::new(),
             batching: false,
             touched: Vec::new(),
             released: Vec::new(),
@@ -157,6 +164,7 @@ impl ShardCore {
         room: RoomId,
         identity: String,
         offer_sdp: &str,
+        slots: SlotCounts,
         now: Instant,
     ) -> Result<String> {
         if self.peers.contains_key(&id) {
@@ -164,7 +172,7 @@ impl ShardCore {
         }
         let local = self.local;
         let built = catch_unwind(AssertUnwindSafe(|| {
-            Peer::from_offer(id, room.clone(), identity, local, offer_sdp, now)
+            Peer::from_offer(id, room.clone(), identity, local, offer_sdp, slots, now)
         }));
         let (mut peer, answer) = match built {
             Ok(r) => r?,
@@ -192,6 +200,9 @@ impl ShardCore {
         self.update_gauges();
         self.drain(id, now);
         self.run_work(now);
+        self.renegotiate(id, now);
+        self.dirty_peers.push(id);
+        self.refill(now);
         Ok(answer)
     }
 
@@ -213,6 +224,7 @@ impl ShardCore {
         self.drain(id, now);
         self.run_work(now);
         self.renegotiate(id, now);
+        self.refill(now);
         answer
     }
 
@@ -220,51 +232,30 @@ impl ShardCore {
     pub fn apply_answer(&mut self, id: PeerId, sdp: &str, now: Instant) -> Result<()> {
         let opened = self.with_peer(id, |p| p.accept_answer(sdp));
         self.drain(id, now);
-        for track in opened.iter().flatten().copied() {
-            self.request_keyframe(track, now);
+        if opened.is_ok() {
+            // The slots' video sources may wait for a keyframe that nobody asked for yet.
+            self.request_awaited_keyframes(id, now);
         }
         self.run_work(now);
         self.renegotiate(id, now);
+        self.refill(now);
         opened.map(|_| ())
     }
 
-    pub fn subscribe(&mut self, id: PeerId, track: TrackId, now: Instant) -> Result<()> {
-        let (kind, stream_id) = {
-            let t = self.rooms.track(track).ok_or(Error::UnknownTrack(track))?;
-            let publisher = self
-                .peers
-                .get(&t.publisher)
-                .ok_or(Error::UnknownTrack(track))?;
-            let peer = self.peers.get(&id).ok_or(Error::UnknownPeer(id))?;
-            if t.publisher == id {
-                return Err(Error::InvalidState(
-                    "a peer cannot subscribe to itself".into(),
-                ));
-            }
-            if peer.room != t.room {
-                return Err(Error::InvalidState(format!("{track} is in another room")));
-            }
-            (t.kind.clone(), publisher.identity.clone())
-        };
-        let added = self.with_peer(id, |p| Ok(p.subscribe(track, kind, stream_id)))?;
-        if added {
-            if let Some(t) = self.rooms.track_mut(track) {
-                t.subscribers.push(id);
-            }
-            self.renegotiate(id, now);
-        }
-        Ok(())
-    }
-
-    pub fn unsubscribe(&mut self, id: PeerId, track: TrackId, now: Instant) -> Result<()> {
-        let removed = self.with_peer(id, |p| Ok(p.unsubscribe(track)))?;
-        if !removed {
-            return Err(Error::UnknownTrack(track));
-        }
-        if let Some(t) = self.rooms.track_mut(track) {
-            t.subscribers.retain(|p| *p != id);
-        }
-        self.renegotiate(id, now);
+    /// Sets the video tracks a receiver asks for, in priority order; `automatic` fills spare
+    /// slots with everyone else's video too (a client that sent no layout).
+    pub fn set_layout(
+        &mut self,
+        id: PeerId,
+        tracks: Vec<TrackId>,
+        automatic: bool,
+        now: Instant,
+    ) -> Result<()> {
+        let p = self.peers.get_mut(&id).ok_or(Error::UnknownPeer(id))?;
+        p.layout = tracks;
+        p.automatic = automatic;
+        self.dirty_peers.push(id);
+        self.refill(now);
         Ok(())
     }
 
@@ -272,15 +263,16 @@ impl ShardCore {
         if !self.peers.contains_key(&id) {
             return Err(Error::UnknownPeer(id));
         }
-        self.remove_peer(id, "closed", now);
+        self.remove_peer(id, "closed");
+        self.refill(now);
         Ok(())
     }
 
     /// Closes every peer (shutdown).
-    pub fn close_all(&mut self, now: Instant) {
+    pub fn close_all(&mut self, _now: Instant) {
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
-            self.remove_peer(id, "shutdown", now);
+            self.remove_peer(id, "shutdown");
         }
     }
 
@@ -323,6 +315,7 @@ impl ShardCore {
         }
         self.touched = touched;
         self.run_work(now);
+        self.refill(now);
     }
 
     fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
@@ -520,7 +513,7 @@ impl ShardCore {
                 continue;
             };
             if !p.connected && now >= p.created + self.settings.connect_timeout {
-                self.fail_peer(id, "connect_timeout", now);
+                self.fail_peer(id, "connect_timeout");
                 continue;
             }
             if p.next_timeout != Some(at) {
@@ -540,10 +533,14 @@ impl ShardCore {
         self.run_work(now);
         if now >= self.next_speaker_tick {
             self.next_speaker_tick = now + SPEAKER_TICK;
-            for (room, tracks) in self.rooms.speaker_changes(now) {
+            let mut reranked = std::mem::take(&mut self.dirty_rooms);
+            for (room, tracks) in self.rooms.speaker_changes(now, &mut reranked) {
                 self.events
                     .push(EngineEvent::ActiveSpeakers { room, tracks });
             }
+            self.dirty_rooms = reranked;
+            self.refill(now);
+            self.retry_awaited_keyframes(now);
         }
     }
 
@@ -556,7 +553,7 @@ impl ShardCore {
             Ok(r) => r,
             Err(_) => {
                 self.stats.peer_panics.fetch_add(1, Relaxed);
-                self.forget_peer(id, "internal_error", Instant::now(), true);
+                self.forget_peer(id, "internal_error", true);
                 Err(Error::PeerFailed("internal error".into()))
             }
         }
@@ -579,7 +576,7 @@ impl ShardCore {
                 Ok(o) => o,
                 Err(Error::UnknownPeer(_)) => return,
                 Err(e) => {
-                    self.fail_peer(id, &format!("rtc: {e}"), now);
+                    self.fail_peer(id, &format!("rtc: {e}"));
                     return;
                 }
             };
@@ -655,7 +652,7 @@ impl ShardCore {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected)
                 if self.peers.get(&id).is_some_and(|p| p.connected) =>
             {
-                self.fail_peer(id, "ice_disconnected", now);
+                self.fail_peer(id, "ice_disconnected");
             }
             Event::MediaAdded(m) if m.direction.is_receiving() => {
                 self.publish(id, m.mid, m.kind.into());
@@ -666,7 +663,7 @@ impl ShardCore {
                     .get(&id)
                     .and_then(|p| p.published.get(&m.mid).copied());
                 match (published, m.direction.is_receiving()) {
-                    (Some(track), false) => self.unpublish(id, track, now),
+                    (Some(track), false) => self.unpublish(id, track),
                     (None, true) => {
                         let kind = self
                             .peers
@@ -683,11 +680,16 @@ impl ShardCore {
             Event::RtpPacket(pkt) => self.forward(id, pkt, now),
             Event::KeyframeRequest(req) => {
                 self.stats.keyframe_requests_in.fetch_add(1, Relaxed);
-                let track = self.peers.get_mut(&id).and_then(|p| {
-                    p.stats.plis_in.fetch_add(1, Relaxed);
-                    p.out_by_mid(req.mid).map(|o| o.track)
-                });
-                if let Some(track) = track {
+                let sources: Vec<TrackId> = self
+                    .peers
+                    .get_mut(&id)
+                    .and_then(|p| {
+                        p.stats.plis_in.fetch_add(1, Relaxed);
+                        let i = p.slot_by_mid(req.mid)?;
+                        Some(p.slots[i].sources().collect())
+                    })
+                    .unwrap_or_default();
+                for track in sources {
                     self.request_keyframe_kind(track, req.kind, now);
                 }
             }
@@ -723,7 +725,8 @@ impl ShardCore {
         p.published.insert(mid, track);
         let room = p.room.clone();
         self.rooms
-            .add_track(track, Track::new(id, room, mid, kind.clone()));
+            .add_track(track, Track::new(id, room.clone(), mid, kind.clone()));
+        self.dirty_rooms.push(room);
         self.update_gauges();
         self.events.push(EngineEvent::TrackPublished {
             peer: id,
@@ -733,7 +736,7 @@ impl ShardCore {
         });
     }
 
-    fn unpublish(&mut self, id: PeerId, track: TrackId, now: Instant) {
+    fn unpublish(&mut self, id: PeerId, track: TrackId) {
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.retain(|_, t| *t != track);
             p.ssrc_tracks.retain(|_, t| *t != track);
@@ -741,15 +744,19 @@ impl ShardCore {
         let Some(t) = self.rooms.remove_track(track) else {
             return;
         };
-        for sub in t.subscribers {
-            let changed = self
+        // Its slots let go of it at once; the refill that follows gives them new sources.
+        for sink in t.sinks {
+            let Sink::Slot { peer, slot } = sink;
+            let emptied = self
                 .peers
-                .get_mut(&sub)
-                .is_some_and(|p| p.unsubscribe(track));
-            if changed {
-                self.renegotiate(sub, now);
+                .get_mut(&peer)
+                .and_then(|p| p.slots.get_mut(slot))
+                .is_some_and(|s| s.forget(track));
+            if emptied {
+                self.slot_changed(peer, slot, None);
             }
         }
+        self.dirty_rooms.push(t.room);
         self.update_gauges();
         self.events
             .push(EngineEvent::TrackUnpublished { peer: id, track });
@@ -792,25 +799,33 @@ impl ShardCore {
             video_content_type: h.ext_vals.video_content_type,
             ..Default::default()
         };
+        let vp8 = (spec.codec == str0m::format::Codec::Vp8)
+            .then(|| crate::vp8::Frame::parse(&pkt.payload));
         let mut fanout = std::mem::take(&mut self.fanout);
         fanout.clear();
-        fanout.extend_from_slice(self.rooms.subscribers(track));
+        fanout.extend_from_slice(self.rooms.sinks(track));
         let source = Source {
             track,
             pt: pt_in,
             spec: &spec,
             ssrc: *ssrc,
             video,
+            vp8: vp8.as_ref(),
+            keyframe_start: vp8.is_some_and(|f| f.keyframe_start),
             ext: &ext,
         };
-        for sub in fanout.iter().copied() {
+        for sink in fanout.iter().copied() {
+            let Sink::Slot { peer: sub, slot } = sink;
             let sent = self.with_peer(sub, |p| {
                 let first = !p.nudge_due;
-                Ok((p.send_forwarded(&source, &pkt, now), first))
+                Ok((p.send_to_slot(slot, &source, &pkt, now), first))
             });
             match sent {
-                Ok((Forwarded::Sent, first)) => {
+                Ok((Forwarded::Sent | Forwarded::Switched, first)) => {
                     self.stats.rtp_forwarded.fetch_add(1, Relaxed);
+                    if matches!(sent, Ok((Forwarded::Switched, _))) {
+                        self.switched(sub, slot, track);
+                    }
                     if !self.batching {
                         // Outside a receive batch (nothing does this today): send at once.
                         let _ = self.with_peer(sub, |p| p.nudge(now));
@@ -819,12 +834,176 @@ impl ShardCore {
                         self.touched.push(sub);
                     }
                 }
-                Ok((Forwarded::NotOpen, _)) => {}
+                Ok((Forwarded::NotOpen | Forwarded::NotActive, _)) => {}
                 Ok((Forwarded::NoCodec, _)) => self.stats.count_drop(DropReason::NoCodec),
                 Err(_) => self.drain(sub, now),
             }
         }
         self.fanout = fanout;
+    }
+
+    /// A video slot took its new source on a keyframe: the old one no longer feeds it.
+    fn switched(&mut self, peer: PeerId, slot: usize, to: TrackId) {
+        let sink = Sink::Slot { peer, slot };
+        for t in self.rooms.tracks_with_sink(sink) {
+            if t != to {
+                self.rooms.remove_sink(t, sink);
+            }
+        }
+        self.slot_changed(peer, slot, Some(to));
+    }
+
+    fn slot_changed(&mut self, peer: PeerId, slot: usize, track: Option<TrackId>) {
+        self.stats.slot_switches.fetch_add(1, Relaxed);
+        self.events
+            .push(EngineEvent::SlotChanged { peer, slot, track });
+    }
+
+    /// Points slot `slot` of `peer` at `target`, keeping the sinks of the tracks in step.
+    fn retarget_slot(&mut self, peer: PeerId, slot: usize, target: Option<TrackId>, now: Instant) {
+        let Some(s) = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|p| p.slots.get_mut(slot))
+        else {
+            return;
+        };
+        let before: Vec<TrackId> = s.sources().collect();
+        let changed = s.retarget(target, now);
+        let after: Vec<TrackId> = s.sources().collect();
+        let awaited = s.next.map(|(t, _)| t);
+        let sink = Sink::Slot { peer, slot };
+        for t in before.iter().filter(|t| !after.contains(t)) {
+            self.rooms.remove_sink(*t, sink);
+        }
+        for t in after.iter().filter(|t| !before.contains(t)) {
+            self.rooms.add_sink(*t, sink);
+        }
+        if changed {
+            self.slot_changed(peer, slot, target);
+        }
+        let open = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.lines == Lines::Open);
+        if let (Some(t), true) = (awaited, open) {
+            if !before.contains(&t) {
+                self.request_keyframe(t, now);
+            }
+        }
+    }
+
+    /// Asks for the keyframes that this peer's video slots wait for.
+    fn request_awaited_keyframes(&mut self, peer: PeerId, now: Instant) {
+        let awaited: Vec<TrackId> = self
+            .peers
+            .get(&peer)
+            .map(|p| {
+                p.slots
+                    .iter()
+                    .filter_map(|s| s.next.map(|(t, _)| t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in awaited {
+            self.request_keyframe(t, now);
+        }
+    }
+
+    /// Video slots still waiting for their new source's keyframe ask again (a request or the
+    /// keyframe may have been lost); `request_keyframe` throttles per track.
+    fn retry_awaited_keyframes(&mut self, now: Instant) {
+        let wait = self.settings.keyframe_request_interval;
+        let mut late: Vec<TrackId> = Vec::new();
+        for p in self.peers.values() {
+            if p.lines != Lines::Open {
+                continue;
+            }
+            for s in &p.slots {
+                if let Some((t, since)) = s.next {
+                    if now.saturating_duration_since(since) >= wait && !late.contains(&t) {
+                        late.push(t);
+                    }
+                }
+            }
+        }
+        for t in late {
+            self.request_keyframe(t, now);
+        }
+    }
+
+    /// Chooses again the sources of the slots of every dirty room and dirty receiver.
+    fn refill(&mut self, now: Instant) {
+        if self.dirty_rooms.is_empty() && self.dirty_peers.is_empty() {
+            return;
+        }
+        let mut rooms = std::mem::take(&mut self.dirty_rooms);
+        let mut peers = std::mem::take(&mut self.dirty_peers);
+        rooms.sort_by(|a, b| a.0.cmp(&b.0));
+        rooms.dedup();
+        for room in &rooms {
+            if let Some(r) = self.rooms.room(room) {
+                peers.extend_from_slice(&r.peers);
+            }
+        }
+        peers.sort();
+        peers.dedup();
+        let mut cache: HashMap<RoomId, RoomOrder> = HashMap::new();
+        for id in peers {
+            let Some(room) = self.peers.get(&id).map(|p| p.room.clone()) else {
+                continue;
+            };
+            let order = cache
+                .entry(room.clone())
+                .or_insert_with(|| RoomOrder::of(&self.rooms, &room));
+            let plan = self.plan_slots(id, order);
+            for (slot, target) in plan {
+                self.retarget_slot(id, slot, target, now);
+            }
+        }
+    }
+
+    /// The source each slot of `id` should carry: (slot, target) for every slot.
+    fn plan_slots(&self, id: PeerId, order: &RoomOrder) -> Vec<(usize, Option<TrackId>)> {
+        let Some(p) = self.peers.get(&id) else {
+            return Vec::new();
+        };
+        let mine = |t: &TrackId| self.rooms.track(*t).is_none_or(|x| x.publisher == id);
+        let mut plan = Vec::new();
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let idx: Vec<usize> = (0..p.slots.len())
+                .filter(|i| p.slots[*i].kind == kind)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let mut wanted: Vec<TrackId> = Vec::with_capacity(idx.len());
+            let candidates: Box<dyn Iterator<Item = TrackId> + '_> = match kind {
+                MediaKind::Audio => Box::new(order.audio.iter().copied()),
+                MediaKind::Video => {
+                    let asked = p.layout.iter().copied().filter(|t| {
+                        self.rooms
+                            .track(*t)
+                            .is_some_and(|x| x.kind == MediaKind::Video && x.room == p.room)
+                    });
+                    let speakers = order.speaker_video.iter().copied();
+                    let everyone = order.video.iter().copied().filter(|_| p.automatic);
+                    Box::new(asked.chain(speakers).chain(everyone))
+                }
+            };
+            for t in candidates {
+                if wanted.len() == idx.len() {
+                    break;
+                }
+                if !mine(&t) && !wanted.contains(&t) {
+                    wanted.push(t);
+                }
+            }
+            let current: Vec<Option<TrackId>> = idx.iter().map(|i| p.slots[*i].target()).collect();
+            let next = stable_assign(&current, &wanted);
+            plan.extend(idx.iter().copied().zip(next));
+        }
+        plan
     }
 
     fn request_keyframe(&mut self, track: TrackId, now: Instant) {
@@ -871,21 +1050,35 @@ impl ShardCore {
         if let Ok(Some(sdp)) = offer {
             self.drain(id, now);
             self.events.push(EngineEvent::Offer { peer: id, sdp });
+            let lines = self.peers.get(&id).map(|p| {
+                p.slots
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.mid.map(|m| m.to_string()).unwrap_or_default(),
+                            s.kind.clone(),
+                        )
+                    })
+                    .collect()
+            });
+            if let Some(lines) = lines {
+                self.events.push(EngineEvent::SlotLines { peer: id, lines });
+            }
         }
     }
 
-    fn fail_peer(&mut self, id: PeerId, reason: &str, now: Instant) {
+    fn fail_peer(&mut self, id: PeerId, reason: &str) {
         if self.peers.contains_key(&id) {
-            self.forget_peer(id, reason, now, true);
+            self.forget_peer(id, reason, true);
         }
     }
 
-    fn remove_peer(&mut self, id: PeerId, reason: &str, now: Instant) {
-        self.forget_peer(id, reason, now, false);
+    fn remove_peer(&mut self, id: PeerId, reason: &str) {
+        self.forget_peer(id, reason, false);
     }
 
     /// Removes a peer and everything that points at it. `failed` peers get `PeerFailed` first.
-    fn forget_peer(&mut self, id: PeerId, reason: &str, now: Instant, failed: bool) {
+    fn forget_peer(&mut self, id: PeerId, reason: &str, failed: bool) {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
         };
@@ -898,9 +1091,9 @@ impl ShardCore {
         }
         self.registry.remove(id);
         self.rooms.leave(&peer.room, id);
-        for o in &peer.outgoing {
-            if let Some(t) = self.rooms.track_mut(o.track) {
-                t.subscribers.retain(|p| *p != id);
+        for (i, slot) in peer.slots.iter().enumerate() {
+            for t in slot.sources() {
+                self.rooms.remove_sink(t, Sink::Slot { peer: id, slot: i });
             }
         }
         let published: Vec<TrackId> = peer.published.values().copied().collect();
@@ -911,7 +1104,7 @@ impl ShardCore {
             });
         }
         for track in published {
-            self.unpublish(id, track, now);
+            self.unpublish(id, track);
         }
         // Best effort goodbye (DTLS close_notify); a broken Rtc must not take the shard down.
         let _ = catch_unwind(AssertUnwindSafe(|| {
@@ -944,11 +1137,62 @@ impl ShardCore {
         self.peers.get(&id).is_some_and(|p| p.connected)
     }
 
-    /// For tests and introspection: the state of a peer's subscriptions.
-    pub fn subscription_states(&self, id: PeerId) -> Vec<(TrackId, OutState)> {
+    /// For tests and introspection: what each slot of a peer carries now (its mid, kind and
+    /// active source) and whether its lines are negotiated.
+    pub fn slot_states(&self, id: PeerId) -> Vec<(Option<Mid>, MediaKind, Option<TrackId>)> {
         self.peers
             .get(&id)
-            .map(|p| p.outgoing.iter().map(|o| (o.track, o.state)).collect())
+            .map(|p| {
+                p.slots
+                    .iter()
+                    .map(|s| (s.mid, s.kind.clone(), s.active))
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// For tests: whether the peer's slot lines are negotiated.
+    pub fn slots_open(&self, id: PeerId) -> bool {
+        self.peers.get(&id).is_some_and(|p| p.lines == Lines::Open)
+    }
+}
+
+/// What a room offers its receivers' slots, computed once per refill.
+struct RoomOrder {
+    /// Audio tracks in the order audio slots take them.
+    audio: Vec<TrackId>,
+    /// The video tracks of recent speakers, most recent first.
+    speaker_video: Vec<TrackId>,
+    /// Every video track, in publish order.
+    video: Vec<TrackId>,
+}
+
+impl RoomOrder {
+    fn of(rooms: &Rooms, room: &RoomId) -> RoomOrder {
+        let video: Vec<TrackId> = rooms
+            .room(room)
+            .map(|r| {
+                r.tracks
+                    .iter()
+                    .copied()
+                    .filter(|t| rooms.track(*t).is_some_and(|x| x.kind == MediaKind::Video))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let speaker_video = rooms
+            .recent_speakers(room)
+            .into_iter()
+            .flat_map(|p| {
+                video
+                    .iter()
+                    .copied()
+                    .filter(move |t| rooms.track(*t).is_some_and(|x| x.publisher == p))
+            })
+            .collect();
+        RoomOrder {
+            audio: rooms.audio_ranking(room),
+            speaker_video,
+            video,
+        }
     }
 }

@@ -17,8 +17,12 @@ use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 use crate::event::EngineEvent;
 use crate::ids::{PeerId, RoomId, TrackId};
+use crate::peer::SlotCounts;
 use crate::shard::{ShardCore, ShardSettings};
 use crate::stats::{PeerRegistry, ShardStats};
+
+/// The slots a simulated client receives on unless it asks otherwise.
+pub const DEFAULT_SLOTS: SlotCounts = SlotCounts { video: 2, audio: 2 };
 
 /// Decides whether a client→shard datagram is lost; gets the client index and a counter.
 pub type LossFn = Box<dyn FnMut(usize, u64) -> bool>;
@@ -100,8 +104,20 @@ impl Sim {
         }
     }
 
-    /// Adds a client that offers one m-line per entry of `media` and returns its index.
+    /// Adds a client that offers one m-line per entry of `media`, with the default slots
+    /// (`DEFAULT_SLOTS`), and returns its index.
     pub fn join(&mut self, room: &str, name: &str, media: &[(MediaKind, Direction)]) -> usize {
+        self.join_with_slots(room, name, media, DEFAULT_SLOTS)
+    }
+
+    /// Adds a client that offers one m-line per entry of `media` and receives on `slots`.
+    pub fn join_with_slots(
+        &mut self,
+        room: &str,
+        name: &str,
+        media: &[(MediaKind, Direction)],
+        slots: SlotCounts,
+    ) -> usize {
         let index = self.clients.len();
         let addr: SocketAddr = SocketAddr::from(([10, 0, 1, index as u8 + 1], 40000));
         let mut rtc = client_config().build(self.now);
@@ -123,6 +139,7 @@ impl Sim {
                 RoomId::new(room),
                 name.to_owned(),
                 &offer.to_sdp_string(),
+                slots,
                 self.now,
             )
             .expect("the shard accepts the offer");
@@ -377,15 +394,51 @@ impl Sim {
         );
         let tracks = self.published_tracks(alice);
         assert_eq!(tracks.len(), media.len(), "alice's tracks are published");
-        let bob_peer = self.clients[bob].peer;
-        for t in tracks {
-            self.core
-                .subscribe(bob_peer, t, self.now)
-                .expect("bob subscribes");
-        }
         self.pump();
         self.run_until(Duration::from_secs(1), |_| false);
         (alice, bob)
+    }
+
+    /// Queues one RTP packet on `client`'s first sending line of `kind` (VP8 or Opus), with an
+    /// RFC 6464 audio level if given; it leaves at the next `advance`.
+    pub fn send_rtp(
+        &mut self,
+        client: usize,
+        kind: MediaKind,
+        (seq, ts): (u64, u32),
+        payload: Vec<u8>,
+        level: Option<i8>,
+    ) {
+        let mid = self.send_mid(client, kind).expect("a sending line");
+        let codec = match kind {
+            MediaKind::Audio => str0m::format::Codec::Opus,
+            MediaKind::Video => str0m::format::Codec::Vp8,
+        };
+        let pt = self.pt_of(client, codec).expect("the codec is negotiated");
+        let now = self.now;
+        let mut api = self.clients[client].rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("a send stream");
+        let ext = str0m::rtp::ExtensionValues {
+            audio_level: level,
+            // str0m writes the level only with a voice activity flag.
+            voice_activity: level.map(|l| l > -127),
+            ..Default::default()
+        };
+        tx.write_rtp(
+            RtpWrite::new(pt, seq.into(), ts, now, payload)
+                .marker(true)
+                .ext_vals(ext)
+                .nackable(kind == MediaKind::Video),
+        );
+    }
+
+    /// The mid of the line `client` received `ssrc` on.
+    pub fn mid_of_ssrc(&mut self, client: usize, ssrc: str0m::rtp::Ssrc) -> Option<Mid> {
+        self.clients[client]
+            .rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .map(|s| s.mid())
     }
 
     /// The client's mid for the first m-line of `kind` it sends on.

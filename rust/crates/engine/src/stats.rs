@@ -93,6 +93,8 @@ pub struct ShardStats {
     pub events_dropped: AtomicU64,
     /// Times `sendmmsg` found the socket send buffer full and sending waited for it to drain.
     pub send_blocked: AtomicU64,
+    /// Times a receive slot changed source (switched, emptied, filled).
+    pub slot_switches: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -199,6 +201,7 @@ pub struct ShardSnapshot {
     pub peer_panics: u64,
     pub events_dropped: u64,
     pub send_blocked: u64,
+    pub slot_switches: u64,
     pub drops: Vec<(&'static str, u64)>,
 }
 
@@ -220,6 +223,7 @@ impl ShardStats {
             peer_panics: self.peer_panics.load(Relaxed),
             events_dropped: self.events_dropped.load(Relaxed),
             send_blocked: self.send_blocked.load(Relaxed),
+            slot_switches: self.slot_switches.load(Relaxed),
             drops: DropReason::ALL
                 .iter()
                 .map(|r| (r.as_str(), self.drops(*r)))

@@ -19,14 +19,15 @@ use visio_engine::EngineEvent;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Sends `n` video packets from `client`, 10 ms apart; each payload carries `tag` and its index.
+/// Sends `n` video packets from `client`, 10 ms apart; each payload carries `tag` and its index
+/// after a VP8 descriptor and keyframe header (a video slot takes a source on a keyframe).
 fn send_video(sim: &mut Sim, client: usize, tag: u8, n: u16) {
     let mid = sim
         .send_mid(client, MediaKind::Video)
         .expect("a video line");
     let pt = sim.pt_of(client, Codec::Vp8).expect("VP8");
     for i in 0..n {
-        let mut payload = vec![tag, (i >> 8) as u8, i as u8];
+        let mut payload = vec![0x10, 0x00, tag, (i >> 8) as u8, i as u8];
         payload.resize(400, 0xAB);
         let now = sim.now;
         let seq = 1000 + u64::from(tag) * 1000 + u64::from(i);
@@ -41,8 +42,8 @@ fn received_with_tag(sim: &Sim, client: usize, tag: u8) -> usize {
     let mut seen = std::collections::BTreeSet::new();
     for e in &sim.clients[client].events {
         if let Event::RtpPacket(p) = e {
-            if p.payload.len() == 400 && p.payload[0] == tag {
-                seen.insert((p.payload[1], p.payload[2]));
+            if p.payload.len() == 400 && p.payload[2] == tag {
+                seen.insert((p.payload[3], p.payload[4]));
             }
         }
     }

@@ -17,7 +17,8 @@ fn write_video(sim: &mut Sim, client: usize, i: u16) {
         .send_mid(client, MediaKind::Video)
         .expect("a video line");
     let pt = sim.pt_of(client, Codec::Vp8).expect("VP8");
-    let mut payload = vec![0x33, (i >> 8) as u8, i as u8];
+    // A VP8 keyframe start (a video slot takes its source on one), then a tag and the index.
+    let mut payload = vec![0x10, 0x00, 0x33, (i >> 8) as u8, i as u8];
     payload.resize(300, 0xCD);
     let now = sim.now;
     let mut api = sim.clients[client].rtc.direct_api();
@@ -39,7 +40,7 @@ fn video_received(sim: &Sim, client: usize) -> usize {
         .events
         .iter()
         .filter(
-            |e| matches!(e, Event::RtpPacket(p) if p.payload.len() == 300 && p.payload[0] == 0x33),
+            |e| matches!(e, Event::RtpPacket(p) if p.payload.len() == 300 && p.payload[2] == 0x33),
         )
         .count()
 }

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use visio_engine::peer::SlotCounts;
 use visio_engine::{Engine, EngineConfig, EngineEvent, PeerId};
 use visio_loadgen::{ClientOptions, LoadGen, Snapshot};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Enough slots for everyone in these small rooms.
+const SLOTS: SlotCounts = SlotCounts { video: 4, audio: 3 };
 
 struct Rig {
     engine: Engine,
@@ -41,7 +44,7 @@ impl Rig {
         let (id, offer) = self.gen.add_client(opts).expect("a client offer");
         let (peer, answer) = self
             .engine
-            .create_peer("room", name, offer)
+            .create_peer("room", name, offer, SLOTS)
             .expect("the engine accepts the offer");
         self.gen
             .apply_answer(id, answer)
@@ -50,24 +53,16 @@ impl Rig {
         id
     }
 
-    /// Relays engine events for `time`: everyone subscribes to every other's tracks, server
-    /// offers are answered by the clients.
+    /// Relays engine events for `time`: server offers (the slot lines) are answered by the
+    /// clients; the slots (automatic mode) carry everyone else's tracks.
     fn run(&mut self, time: Duration) {
         let end = Instant::now() + time;
         while Instant::now() < end {
             for e in self.engine.drain_events() {
-                match e {
-                    EngineEvent::TrackPublished { peer, track, .. } => {
-                        for other in self.clients.keys().filter(|p| **p != peer) {
-                            self.engine.subscribe(*other, track).expect("subscribe");
-                        }
-                    }
-                    EngineEvent::Offer { peer, sdp } => {
-                        let id = self.clients[&peer];
-                        let answer = self.gen.apply_offer(id, sdp).expect("answer");
-                        self.engine.apply_answer(peer, answer).expect("applied");
-                    }
-                    _ => {}
+                if let EngineEvent::Offer { peer, sdp } = e {
+                    let id = self.clients[&peer];
+                    let answer = self.gen.apply_offer(id, sdp).expect("answer");
+                    self.engine.apply_answer(peer, answer).expect("applied");
                 }
             }
             std::thread::sleep(Duration::from_millis(5));
