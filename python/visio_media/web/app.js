@@ -1188,6 +1188,8 @@ window.visio = {
   get sessionState() { return app.session ? app.session.state : null; },
   /** Server offers that arrived before the answer to ours (see session.js _onServerOffer). */
   get offersBeforeAnswer() { return app.session ? app.session.offersBeforeAnswer : 0; },
+  /** Bytes of the SDP of our last offer (it must stay well under the server's frame limit). */
+  get lastOfferBytes() { return app.session ? app.session.lastOfferBytes : 0; },
   get participants() {
     if (!app.session) return [];
     return [...app.session.participants.values()].map((p) => ({

@@ -63,6 +63,20 @@ function sdpMids(sdp) {
   return [...String(sdp || "").matchAll(/^a=mid:(\S+)/gm)].map((m) => m[1]);
 }
 
+/** mid → Set of codec mime types ("video/VP8", "video/rtx", ...) each m-section lists. */
+function sdpCodecsByMid(sdp) {
+  const out = new Map();
+  for (const section of String(sdp || "").split(/\r?\n(?=m=)/).slice(1)) {
+    const kind = /^m=(\w+)/.exec(section);
+    const mid = /^a=mid:(\S+)/m.exec(section);
+    if (!kind || !mid) continue;
+    const mimes = new Set();
+    for (const m of section.matchAll(/^a=rtpmap:\d+ ([^/\s]+)\//gm)) mimes.add(`${kind[1]}/${m[1]}`.toLowerCase());
+    out.set(mid[1], mimes);
+  }
+  return out;
+}
+
 export class MeetingSession extends EventTarget {
   constructor({ wsUrl, token, log = () => {}, videoSlots = DEFAULT_VIDEO_SLOTS,
                 audioSlots = DEFAULT_AUDIO_SLOTS }) {
@@ -113,6 +127,7 @@ export class MeetingSession extends EventTarget {
     this._offerInFlight = null; // {newMids} while an offer of ours waits for its answer
     this._deferredOffer = null; // a server offer that already includes our pending offer
     this.offersBeforeAnswer = 0; // how often the server offered before answering us
+    this.lastOfferBytes = 0; // size of our last offer's SDP (the server refuses frames > 64 KiB)
     this._leaving = false;
   }
 
@@ -697,6 +712,31 @@ export class MeetingSession extends EventTarget {
     }
   }
 
+  /** Limits every line to the codecs the server put on it (`setCodecPreferences`), so that our
+   * later offers list only those: a browser otherwise lists all its codecs on each of the
+   * V + A slot lines, and an offer with 16 video slots would pass the server's 64 KiB limit. */
+  _trimCodecs(serverSdp) {
+    const pc = this.pc;
+    if (!pc || typeof RTCRtpReceiver.getCapabilities !== "function") return;
+    const byMid = sdpCodecsByMid(serverSdp);
+    for (const t of pc.getTransceivers()) {
+      if (t.mid == null || t.stopped || !byMid.has(t.mid) || !t.setCodecPreferences) continue;
+      const allowed = byMid.get(t.mid);
+      const kind = t.receiver.track ? t.receiver.track.kind : null;
+      if (!kind || allowed.size === 0) continue;
+      for (const caps of [RTCRtpReceiver.getCapabilities(kind), RTCRtpSender.getCapabilities(kind)]) {
+        const codecs = ((caps && caps.codecs) || []).filter((c) => allowed.has(c.mimeType.toLowerCase()));
+        if (!codecs.some((c) => !/\/(rtx|red|ulpfec|flexfec-03)$/i.test(c.mimeType))) continue;
+        try {
+          t.setCodecPreferences(codecs);
+          break;
+        } catch (e) {
+          this.log(`codec preferences (mid ${t.mid}): ${e.message}`);
+        }
+      }
+    }
+  }
+
   /** A sendonly transceiver for `source`; `track` null adds the line without media (muted), for
    * a source that is off now and may be turned on later with setSourceTrack. */
   _addLocal(source, track, stream, kind = track ? track.kind : "video") {
@@ -728,8 +768,10 @@ export class MeetingSession extends EventTarget {
           const mid = entry.transceiver.mid;
           if (mid != null && !entry.transceiver.stopped) sources[mid] = entry.source;
         }
+        this.lastOfferBytes = new TextEncoder().encode(pc.localDescription.sdp).length;
         const reply = await this._request({ type: "offer", sdp: pc.localDescription.sdp, sources }, "answer");
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+        this._trimCodecs(reply.sdp);
         this._syncSlotTracks();
         this.log(`published ${Object.values(sources).join(", ") || "nothing"}`);
         const deferred = this._deferredOffer;
@@ -784,6 +826,7 @@ export class MeetingSession extends EventTarget {
         return;
       }
       await pc.setRemoteDescription({ type: "offer", sdp });
+      this._trimCodecs(sdp);
       await pc.setLocalDescription(await pc.createAnswer());
       this._syncSlotTracks();
       await iceGatheringComplete(pc);
