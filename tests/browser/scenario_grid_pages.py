@@ -109,10 +109,13 @@ class Member:
     """One participant speaking protocol v2 over a plain WebSocket; with a colour it publishes
     a solid-colour camera (aiortc), without one it only holds its signalling socket."""
 
-    def __init__(self, identity: str, name: str, rgb: tuple[int, int, int] | None) -> None:
+    def __init__(
+        self, identity: str, name: str, rgb: tuple[int, int, int] | None, *, speaks: bool = False
+    ) -> None:
         self.identity = identity
         self.name = name
         self.rgb = rgb
+        self.speaks = speaks  # also publishes a loud sine (the room's active speaker)
         self.ws: Any = None
         self.pc: Any = None
         self.reader: asyncio.Task[None] | None = None
@@ -136,13 +139,21 @@ class Member:
 
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         transceiver = self.pc.addTransceiver(SolidColourTrack.make(self.rgb), direction="sendonly")
+        sources = {}
+        if self.speaks:
+            from helpers.media import SineAudioTrack
+
+            mic = self.pc.addTransceiver(SineAudioTrack(440.0, amplitude=0.5), direction="sendonly")
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        sources[transceiver.mid] = "camera"
+        if self.speaks:
+            sources[mic.mid] = "microphone"
         await self.ws.send_json(
             {
                 "type": "offer",
                 "id": "o1",
                 "sdp": self.pc.localDescription.sdp,
-                "sources": {transceiver.mid: "camera"},
+                "sources": sources,
             }
         )
         answer = await asyncio.wait_for(self.replies.get(), 15)
@@ -223,11 +234,12 @@ class GridPages(Scenario):
             ws_url = f"ws://127.0.0.1:{server.port}/ws"
             async with aiohttp.ClientSession() as http:
                 people = [(f"colour-{i}", f"Colour {i}", rgb) for i, rgb in enumerate(COLOURS)]
+                speaker = people[-1][0]  # on page 3 of the grid: not in the first strip
                 people += [
                     (f"idle-{i:02d}", f"Idle {i:02d}", None) for i in range(IDLE_PARTICIPANTS)
                 ]
                 for identity, name, rgb in people:
-                    m = Member(identity, name, rgb)
+                    m = Member(identity, name, rgb, speaks=identity == speaker)
                     self.members.append(m)
                     token = mint_token(server.secret, identity=identity, room=ROOM, name=name)
                     await m.join(http, ws_url, token)
@@ -336,8 +348,25 @@ class GridPages(Scenario):
         self.check("layout_names_page2_tiles", sent is not None, sent)
         self.mark("paged")
 
-        # Speaker view: pin colour-4 (in the strip) with a click on its tile.
+        # Speaker view: the active speaker (colour-6, who alone publishes a voice) is big.
         await page.click("#view-btn")
+        speaker = ids[6]
+        try:
+            await page.wait_for_function(
+                f"() => visio.featured === {json.dumps(speaker)}", timeout=15_000
+            )
+        except Exception:
+            pass
+        featured = await page.evaluate("() => ({featured: visio.featured, view: visio.view})")
+        self.check(
+            "speaker_view_features_the_active_speaker", featured["featured"] == speaker, featured
+        )
+        ok, detail = await self.wait_colours(page, {speaker: colours[speaker]})
+        self.check("active_speaker_tile_shows_its_colour", ok, detail)
+        sent = await self.wait_layout(page, lambda m: m["tiles"][0]["identity"] == speaker)
+        self.check("layout_names_the_active_speaker_first", sent is not None, sent)
+
+        # Pin colour-4 (in the strip) with a click on its tile: it replaces the speaker.
         target = ids[4]
         await page.click(f'.tile-camera[data-identity="{target}"]')
         big = await page.evaluate(

@@ -5,8 +5,9 @@ The scenario (scenario_grid_pages.py) runs the real server, 7 colour publishers 
 signalling-only participants (protocol v2 over plain WebSockets, aiortc for media) and one
 Chromium page in a fresh network namespace with only `lo`. The page asks 3 video slots and shows
 3 others per page, so each page change must move the server's slots (`layout` → `slots`): the
-tiles of page 1, then of page 2, show their publishers' colours; pinning in the speaker view
-shows the pinned publisher big, with its colour, and names it first in `layout`.
+tiles of page 1, then of page 2, show their publishers' colours; the speaker view shows the
+active speaker (the one publisher with a voice) big, with its colour, and names it first in
+`layout`; pinning another (a click on its tile) puts that one big and first instead.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def test_paged_grid_and_speaker_view_show_the_right_people() -> None:
         "page2_tiles_show_their_publishers_colours",
         "page2_shows_no_page1_participant",
         "layout_names_page2_tiles",
+        "speaker_view_features_the_active_speaker",
+        "active_speaker_tile_shows_its_colour",
+        "layout_names_the_active_speaker_first",
         "pinned_participant_is_big_in_speaker_view",
         "pinned_tile_shows_its_colour",
         "layout_names_the_pinned_participant_first",

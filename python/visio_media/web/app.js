@@ -802,18 +802,32 @@ class App {
     const s = this.session;
     if (!s) return null;
     if (this.pinned && s.participants.has(this.pinned)) return this.pinned;
-    const speaking = (s.speakers || []).find((id) => id !== s.identity && s.participants.has(id));
+    const loudest = this.loudestOthers().filter((id) => s.participants.has(id));
+    // Judged by our own levels (no word from the server yet): keep a speaker who still speaks,
+    // so that two voices do not swap the big tile every second.
+    const keep = s.speakers === null && loudest.includes(this.lastSpeaker);
+    const speaking = keep ? this.lastSpeaker : loudest[0];
     if (speaking) this.lastSpeaker = speaking;
     if (this.lastSpeaker && s.participants.has(this.lastSpeaker)) return this.lastSpeaker;
     const first = s.participants.keys().next();
     return first.done ? null : first.value;
   }
 
+  /** Others speaking now, loudest first: the server's `active_speaker`; until it has said
+   * anything (it speaks on changes only), the levels of what our audio slots play. */
+  loudestOthers() {
+    const s = this.session;
+    if (!s) return [];
+    if (s.speakers !== null) return s.speakers.filter((id) => id !== s.identity);
+    return [...this.remoteLevels].filter(([, level]) => level > SPEAKING_LEVEL)
+      .sort((a, b) => b[1] - a[1]).map(([id]) => id);
+  }
+
   /** The speaker view's strip: recent speakers first, then join order; STRIP_SIZE others. */
   stripOthers(featured) {
     const s = this.session;
     const order = [];
-    for (const id of [...(s.speakers || []), ...this.recentSpeakers]) {
+    for (const id of [...this.loudestOthers(), ...this.recentSpeakers]) {
       if (id !== featured && id !== s.identity && s.participants.has(id) && !order.includes(id)) order.push(id);
     }
     for (const id of s.participants.keys()) {
@@ -830,8 +844,7 @@ class App {
     const s = this.session;
     this.renderConnection();
     if (!s || !s.identity) return;
-    for (const id of s.speakers || []) {
-      if (id === s.identity) continue;
+    for (const id of this.loudestOthers().reverse()) {
       this.recentSpeakers = [id, ...this.recentSpeakers.filter((x) => x !== id)].slice(0, 8);
     }
     const want = new Map(); // key → {identity, name, kind, local, track, mid, mic, cam, place}
@@ -1169,7 +1182,12 @@ class App {
       out[s.identity].videoFramesEncoded = st.local.video ? st.local.video.framesEncoded : 0;
     }
     this.tileStats = out;
-    this.renderSpeakers();
+    const loudest = this.loudestOthers()[0] || null;
+    if (this.view === "speaker" && s.speakers === null && loudest && loudest !== this.featured && !this.pinned) {
+      this.render(); // the speaker changed by the levels we hear
+    } else {
+      this.renderSpeakers();
+    }
   }
 }
 

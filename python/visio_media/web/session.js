@@ -480,8 +480,12 @@ export class MeetingSession extends EventTarget {
         this._onTrackMuted(msg.identity, msg.track_id, msg.muted);
         break;
       case "active_speaker":
-        this.speakers = Array.isArray(msg.identities) ? msg.identities : [];
+      {
+        const speakers = Array.isArray(msg.identities) ? msg.identities : [];
+        if (JSON.stringify(speakers) !== JSON.stringify(this.speakers)) this.log(`speakers: ${speakers.join(", ") || "none"}`);
+        this.speakers = speakers;
         this._emit("speakers");
+      }
         break;
       case "connection_state":
         this.log(`server: media ${msg.state}${msg.srtp_profile ? ` (${msg.srtp_profile})` : ""}`);
