@@ -346,6 +346,7 @@ class GridPages(Scenario):
             page, lambda m: [t["identity"] for t in m["tiles"]] == ids[3:6]
         )
         self.check("layout_names_page2_tiles", sent is not None, sent)
+        await page.screenshot(path=str(ARTIFACTS / "meeting-grid-pages.png"))
         self.mark("paged")
 
         # Speaker view: the active speaker (colour-6, who alone publishes a voice) is big.
