@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from visio_media.auth import MAX_IDENTITY_CHARS, MAX_NAME_CHARS, MAX_ROOM_CHARS
 from visio_media.errors import ConfigError
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "ENV_HOST",
     "ENV_PORT",
     "ENV_SECRET",
+    "MAX_AUDIO_SLOTS",
+    "MAX_VIDEO_SLOTS",
     "MIN_SECRET_BITS",
     "MIN_SECRET_BYTES",
     "SAMPLE_SECRET_PLACEHOLDER",
@@ -49,8 +52,10 @@ __all__ = [
     "effective_shards",
     "estimate_secret_bits",
     "is_loopback_host",
+    "joined_json_bytes",
     "load_config",
     "normalize_origin",
+    "participant_json_bytes",
     "secret_problem",
     "split_host_port",
 ]
@@ -105,9 +110,41 @@ class AuthConfig:
     token_ttl_seconds: int = 3600
 
 
-#: About what one received track adds to a subscriber's SDP answer (one m-line), in bytes.
-#: Until receive slots are bounded, every track of a room is a line in everyone's SDP.
+#: About what one m-line (a receive slot or a published track) adds to a participant's SDP, in
+#: bytes.
 SDP_BYTES_PER_TRACK = 1200
+#: Session-level lines of an SDP, on top of its m-lines, in bytes.
+SDP_SESSION_BYTES = 1024
+#: The most one slot of a `slots` frame can take once JSON-encoded, in bytes: the longest
+#: identity (128 characters, each up to 12 bytes as a ``\uXXXX\uXXXX`` escape pair), a mid, the
+#: longest source and a 64-bit track id with their keys.
+SLOT_JSON_BYTES = 1700
+#: JSON escapes a character outside the BMP as a ``\uXXXX\uXXXX`` pair: 12 bytes.
+_JSON_BYTES_PER_CHAR = 12
+#: The most one Track object (docs/protocol.md) takes once JSON-encoded, comma included.
+TRACK_JSON_BYTES = 100
+
+
+def participant_json_bytes(max_tracks: int) -> int:
+    """The most one Participant object takes once JSON-encoded: the longest identity and name a
+    token may carry, and ``max_tracks`` tracks."""
+    text = (MAX_IDENTITY_CHARS + MAX_NAME_CHARS) * _JSON_BYTES_PER_CHAR
+    return text + 64 + max_tracks * TRACK_JSON_BYTES
+
+
+def joined_json_bytes(max_tracks: int) -> int:
+    """The most a `joined` frame with one other participant takes: every frame the server sends
+    must fit in ``signalling.max_message_bytes``, and this is the largest that cannot be paged
+    further (two participants, the longest room name, a 64-character request id)."""
+    room = MAX_ROOM_CHARS * _JSON_BYTES_PER_CHAR
+    ref = 64 * _JSON_BYTES_PER_CHAR
+    return 2 * participant_json_bytes(max_tracks) + room + ref + 512
+
+
+#: Upper bounds of ``room.max_video_slots`` / ``room.max_audio_slots``: no screen shows more
+#: tiles, and no ear follows more voices, than this.
+MAX_VIDEO_SLOTS = 64
+MAX_AUDIO_SLOTS = 16
 
 
 @dataclass(frozen=True)
@@ -117,8 +154,15 @@ class RoomConfig:
     reconnect_grace_seconds: float = 20.0
     auto_create: bool = True
     max_tracks_per_participant: int = 4
-    max_tracks_per_room: int = 40
+    # Not bounded by any SDP any more: a participant receives through its slots only.
+    max_tracks_per_room: int = 1000
     vanished_timeout_seconds: float = 5.0
+    # Receive slots a client may ask for at join (`video_slots` / `audio_slots`), and what it
+    # gets when it does not ask.
+    max_video_slots: int = 25
+    default_video_slots: int = 9
+    max_audio_slots: int = 8
+    default_audio_slots: int = 3
 
 
 @dataclass(frozen=True)
@@ -715,16 +759,39 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         f"is {r.max_tracks_per_room}: must be at least room.max_tracks_per_participant "
         f"({r.max_tracks_per_participant})",
     )
-    # Each track of a room is a line in every participant's SDP (their own lines included):
-    # their answers must fit in a signalling frame, or they are cut off (1009) as the room
-    # fills. About 1 KB of session-level lines comes on top.
-    needed = r.max_tracks_per_room * SDP_BYTES_PER_TRACK + 1024
+    for kind, most in (("video", MAX_VIDEO_SLOTS), ("audio", MAX_AUDIO_SLOTS)):
+        top = getattr(r, f"max_{kind}_slots")
+        default = getattr(r, f"default_{kind}_slots")
+        check(
+            0 <= top <= most,
+            f"room.max_{kind}_slots",
+            f"is {top}: must be 0–{most} (receive slots a participant may ask for)",
+        )
+        check(
+            0 <= default <= top,
+            f"room.default_{kind}_slots",
+            f"is {default}: must be 0–room.max_{kind}_slots ({top})",
+        )
+    # What one participant's SDP can hold: its slot lines and its own tracks, whatever the size
+    # of the room. It must fit in a signalling frame both ways.
+    lines = r.max_video_slots + r.max_audio_slots + r.max_tracks_per_participant
+    needed = lines * SDP_BYTES_PER_TRACK + SDP_SESSION_BYTES
     check(
         needed <= g.max_message_bytes,
-        "room.max_tracks_per_room",
-        f"is {r.max_tracks_per_room}: a participant's SDP answer would reach about {needed} "
-        f"bytes, more than signalling.max_message_bytes ({g.max_message_bytes}); lower it or "
-        "raise signalling.max_message_bytes",
+        "room.max_video_slots",
+        f"is {r.max_video_slots}: with room.max_audio_slots ({r.max_audio_slots}) and "
+        f"room.max_tracks_per_participant ({r.max_tracks_per_participant}), a participant's SDP "
+        f"has up to {lines} m-lines, about {needed} bytes, more than signalling.max_message_bytes "
+        f"({g.max_message_bytes}); lower them or raise signalling.max_message_bytes",
+    )
+    # A full `slots` frame lists every slot, with the longest identities.
+    slots_bytes = (r.max_video_slots + r.max_audio_slots) * SLOT_JSON_BYTES + 64
+    check(
+        slots_bytes <= g.max_message_bytes,
+        "room.max_video_slots",
+        f"is {r.max_video_slots}: with room.max_audio_slots ({r.max_audio_slots}), a full "
+        f"`slots` frame takes up to {slots_bytes} bytes, more than signalling.max_message_bytes "
+        f"({g.max_message_bytes}); lower them or raise signalling.max_message_bytes",
     )
     check(
         r.vanished_timeout_seconds > 0,
@@ -737,6 +804,15 @@ def _validate(config: Config, origins: Mapping[str, str]) -> Config:
         1024 <= g.max_message_bytes <= 16 * 1024 * 1024,
         "signalling.max_message_bytes",
         f"is {g.max_message_bytes}: must be 1024–16777216 bytes",
+    )
+    joined = joined_json_bytes(r.max_tracks_per_participant)
+    check(
+        joined <= g.max_message_bytes,
+        "signalling.max_message_bytes",
+        f"is {g.max_message_bytes}: a `joined` frame with one other participant, both with the "
+        f"longest names a token allows and room.max_tracks_per_participant "
+        f"({r.max_tracks_per_participant}) tracks, can take {joined} bytes; raise it or lower "
+        "room.max_tracks_per_participant",
     )
     check(
         g.handshake_timeout_seconds > 0,

@@ -32,12 +32,24 @@ from visio_media.errors import (
     ForbiddenError,
     InvalidStateError,
     NotFoundError,
+    ProtocolError,
     RoomFullError,
     ShuttingDownError,
     TrackLimitError,
     VisioError,
 )
-from visio_media.participants import Layout, Link, Participant, PublishedTrack, SlotLine
+from visio_media.participants import (
+    PARTICIPANTS_PAGE,
+    WITH_PARTICIPANTS_BYTES,
+    Layout,
+    Link,
+    Participant,
+    PublishedTrack,
+    SlotLine,
+    encode,
+    pages_by_size,
+    with_participants,
+)
 from visio_media.sdp import MediaSection, media_sections
 from visio_media.supervise import Supervisor
 
@@ -68,9 +80,11 @@ class Room:
         return [q for q in self.participants.values() if q is not p]
 
     def broadcast(self, message: dict[str, Any], *, exclude: Participant | None = None) -> None:
+        """Sends ``message`` to everyone in the room but ``exclude``, encoded once for all."""
+        frame = encode(message)
         for q in self.participants.values():
             if q is not exclude:
-                q.send(message)
+                q.send_encoded(frame)
 
     def find_track(self, track_id: int) -> tuple[Participant, PublishedTrack] | None:
         for q in self.participants.values():
@@ -132,15 +146,23 @@ class RoomManager:
         link: Link,
         *,
         resume: str | None = None,
-        video_slots: int = 0,
-        audio_slots: int = 0,
+        video_slots: int | None = None,
+        audio_slots: int | None = None,
     ) -> tuple[Participant, bool]:
+        """Joins (or, with ``resume``, takes over) ``token``'s participant. ``video_slots`` /
+        ``audio_slots``: the receive slots asked for (None: ``room.default_*_slots``); more than
+        ``room.max_*_slots`` is a ProtocolError, and a token without the subscribe grant gets
+        none. A resumed session keeps the counts of its first join."""
         if not self.accepting:
             raise ShuttingDownError("the server is shutting down")
         if not token.grants.join:
             raise ForbiddenError("the token does not grant join")
         if token.room == "*":
             raise ForbiddenError("a token for every room ('*') cannot join a room")
+        video = self._slot_count("video", video_slots)
+        audio = self._slot_count("audio", audio_slots)
+        if not token.grants.subscribe:
+            video = audio = 0
         room = self.rooms.get(token.room)
         if room is not None and room.closing:
             raise NotFoundError(f"room {token.room!r} is closing")
@@ -176,8 +198,8 @@ class RoomManager:
             room=room.name,
             token=token,
             link=link,
-            video_slots=video_slots if token.grants.subscribe else 0,
-            audio_slots=audio_slots if token.grants.subscribe else 0,
+            video_slots=video,
+            audio_slots=audio,
         )
         room.participants[p.identity] = p
         if room.empty_task is not None:
@@ -187,20 +209,52 @@ class RoomManager:
         p.logger().info("joined")
         return p, False
 
-    def joined_message(self, p: Participant, resumed: bool) -> dict[str, Any]:
+    def _slot_count(self, kind: str, asked: int | None) -> int:
+        most: int = getattr(self.config, f"max_{kind}_slots")
+        if asked is None:
+            default: int = getattr(self.config, f"default_{kind}_slots")
+            return default
+        if not 0 <= asked <= most:
+            shown = str(asked) if -(10**9) < asked < 10**9 else "that"
+            raise ProtocolError(f"{kind}_slots must be 0–{most}, not {shown}")
+        return asked
+
+    def joined_frames(
+        self, p: Participant, resumed: bool, *, max_frame_bytes: int, ref: Any = None
+    ) -> list[bytes]:
+        """The encoded `joined` frame, then the `participants` frames that page the rest of the
+        room (docs/protocol.md, "The participant list"): the others oldest first, at most
+        PARTICIPANTS_PAGE a frame, and no frame over ``max_frame_bytes`` (a page holds fewer
+        when names are long). To be queued together, before anything else reaches ``p``."""
         room = self.rooms[p.room]
-        return {
+        others = [encode(q.info()) for q in room.others(p)]
+        joined: dict[str, Any] = {
             "type": "joined",
             "protocol": 2,
-            "video_slots": p.video_slots,
-            "audio_slots": p.audio_slots,
             "room": room.name,
             "participant": p.info(),
-            "participants": [q.info() for q in room.others(p)],
+            "participants_total": len(others),
             "session": p.session,
             "resumed": resumed,
             "ice_servers": [],
+            "video_slots": p.video_slots,
+            "audio_slots": p.audio_slots,
         }
+        if ref is not None:
+            joined["ref"] = ref
+        head = encode(joined)
+        last = encode({"type": "participants", "more": False})
+        more = encode({"type": "participants", "more": True})
+        pages = pages_by_size(
+            [len(item) for item in others],
+            max_frame_bytes - len(head) - WITH_PARTICIPANTS_BYTES,
+            max_frame_bytes - len(last) - WITH_PARTICIPANTS_BYTES,
+            PARTICIPANTS_PAGE,
+        )
+        frames = [with_participants(head, others, pages[0])]
+        for i, page in enumerate(pages[1:], start=2):
+            frames.append(with_participants(last if i == len(pages) else more, others, page))
+        return frames
 
     def resend_pending(self, p: Participant) -> None:
         """After a resume: the client may have missed our last offer and slot changes."""
@@ -409,10 +463,10 @@ class RoomManager:
         is a line in everyone else's SDP, so the room's limit is what keeps their signalling
         frames bounded."""
         cfg = self.config
-        # Lines the client created plus ours (one per track it receives, idle ones included):
-        # an offer larger than any this room can produce is refused before the engine parses
-        # it further.
-        most_sections = cfg.max_tracks_per_room + 2 * cfg.max_tracks_per_participant + 8
+        # Our slot lines plus those the client created (its tracks, some ended ones, a few
+        # receive-only ones): an offer larger than any this participant can produce is refused
+        # before the engine parses it further.
+        most_sections = p.video_slots + p.audio_slots + 2 * cfg.max_tracks_per_participant + 8
         if len(sections) > most_sections:
             raise TrackLimitError(
                 f"an offer may have at most {most_sections} media sections here, "
@@ -440,7 +494,10 @@ class RoomManager:
     # ------------------------------------------------------------------ receive slots
 
     async def set_layout(self, p: Participant, layout: Layout) -> None:
-        """The client's layout: what it shows, in priority order. Its video slots follow."""
+        """Records what ``p``'s client shows (its `layout` message) and has the engine fill its
+        video slots from it."""
+        if self._room_of(p) is None:
+            raise InvalidStateError("not in a room")
         p.layout = layout
         await self._push_layout(p)
 

@@ -30,7 +30,7 @@ from visio_media.errors import (
     VisioError,
 )
 from visio_media.listener import EvictionLog
-from visio_media.participants import Layout, LayoutTile, Participant
+from visio_media.participants import Layout, LayoutTile, Participant, encode
 from visio_media.rooms import SOURCE_KINDS, RoomManager
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,9 @@ log = logging.getLogger(__name__)
 MAX_SDP = 64 * 1024
 MAX_STRING = 256
 MAX_ID = 64
+# A `layout`: at most this many tiles, each at most this many CSS pixels wide and high.
 MAX_TILES = 256
-# Slot bounds until the config carries them.
-MAX_VIDEO_SLOTS = 25
-DEFAULT_VIDEO_SLOTS = 9
-MAX_AUDIO_SLOTS = 8
-DEFAULT_AUDIO_SLOTS = 3
+MAX_TILE_PIXELS = 16384
 # Outgoing frames queued per connection before the client counts as stuck and is cut.
 SEND_QUEUE = 1024
 CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION
@@ -53,19 +50,27 @@ CLOSE_TRY_AGAIN = WSCloseCode.TRY_AGAIN_LATER
 
 
 class WsLink:
-    """A participant's link: a bounded outgoing queue drained by one writer task."""
+    """A participant's link: a bounded queue of encoded frames drained by one writer task.
+
+    A broadcast queues one shared ``bytes`` object on every link (``send_encoded``): the
+    message is encoded once, not once per recipient."""
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[dict[str, Any] | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
+        self.queue: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue(SEND_QUEUE)
         self.closing = False
         self._waiting = False
 
     def send(self, message: dict[str, Any]) -> None:
         if self.closing:
             return
+        self.send_encoded(encode(message))
+
+    def send_encoded(self, frame: bytes) -> None:
+        if self.closing:
+            return
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("client too slow to read signalling; closing")
             self.closing = True
@@ -96,7 +101,7 @@ class WsLink:
                 await self.ws.close(code=code, message=reason.encode()[:120])
                 return
             try:
-                await self.ws.send_str(json.dumps(item, separators=(",", ":")))
+                await self.ws.send_frame(item, WSMsgType.TEXT)
             except ConnectionError:
                 return
 
@@ -190,15 +195,6 @@ def _field(msg: dict[str, Any], name: str, kind: type, *, optional: bool = False
     return value
 
 
-def _slot_count(msg: dict[str, Any], key: str, most: int, default: int) -> int:
-    n = _field(msg, key, int, optional=True)
-    if n is None:
-        return default
-    if not 0 <= n <= most:
-        raise ProtocolError(f"{key!r} must be 0..{most}")
-    return int(n)
-
-
 def _sources(msg: dict[str, Any]) -> dict[str, str]:
     raw = _field(msg, "sources", dict, optional=True) or {}
     if len(raw) > 64:
@@ -211,6 +207,57 @@ def _sources(msg: dict[str, Any]) -> dict[str, str]:
             raise ProtocolError(f"unknown source {source!r}")
         out[mid] = source
     return out
+
+
+def _slots(msg: dict[str, Any], name: str) -> int | None:
+    """A `join` slot count as asked (range checked by the room manager, which knows the
+    limits); None when not given."""
+    value: int | None = _field(msg, name, int, optional=True)
+    return value
+
+
+def _size(tile: dict[str, Any], name: str, where: str) -> int | None:
+    if name not in tile:
+        return None
+    value = tile[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"{where}: field {name!r} must be an integer")
+    if not 0 <= value <= MAX_TILE_PIXELS:
+        raise ProtocolError(f"{where}: field {name!r} must be 0–{MAX_TILE_PIXELS}")
+    return value
+
+
+def _parse_layout(msg: dict[str, Any]) -> Layout:
+    """A `layout` message (docs/protocol.md), fully checked; ProtocolError names what is wrong."""
+    raw = _field(msg, "tiles", list)
+    if len(raw) > MAX_TILES:
+        raise ProtocolError(f"a layout has at most {MAX_TILES} tiles, not {len(raw)}")
+    tiles: list[LayoutTile] = []
+    for i, tile in enumerate(raw):
+        where = f"tiles[{i}]"
+        if not isinstance(tile, dict):
+            raise ProtocolError(f"{where} must be an object")
+        try:
+            identity = _field(tile, "identity", str)
+            source = _field(tile, "source", str, optional=True)
+        except ProtocolError as e:
+            raise ProtocolError(f"{where}: {e}") from None
+        if source is None:
+            source = "camera"
+        elif source not in SOURCE_KINDS:
+            raise ProtocolError(f"{where}: unknown source {source[:MAX_ID]!r}")
+        tiles.append(
+            LayoutTile(
+                identity,
+                source,
+                _size(tile, "width", where),
+                _size(tile, "height", where),
+            )
+        )
+    pinned = msg.get("pinned")
+    if pinned is not None:
+        pinned = _field(msg, "pinned", str)
+    return Layout(tuple(tiles), pinned)
 
 
 class Session:
@@ -321,7 +368,7 @@ class Session:
             ref = msg.get("id")
             if not (ref is None or isinstance(ref, str | int)) or isinstance(ref, bool):
                 ref = None
-            elif isinstance(ref, str) and len(ref) > MAX_ID:
+            elif len(ref if isinstance(ref, str) else str(ref)) > MAX_ID:
                 ref = None
             kind = msg.get("type")
             if not isinstance(kind, str):
@@ -382,8 +429,8 @@ class Session:
             raise _AlreadyJoined()
         token_text = _field(msg, "token", str)
         resume = _field(msg, "resume", str, optional=True)
-        video_slots = _slot_count(msg, "video_slots", MAX_VIDEO_SLOTS, DEFAULT_VIDEO_SLOTS)
-        audio_slots = _slot_count(msg, "audio_slots", MAX_AUDIO_SLOTS, DEFAULT_AUDIO_SLOTS)
+        video_slots = _slots(msg, "video_slots")
+        audio_slots = _slots(msg, "audio_slots")
         started = time.monotonic()
         # A join in progress is out of the lobby: it is never evicted half-way.
         if self.lobby is not None:
@@ -402,7 +449,11 @@ class Session:
                 self.lobby.enter(self)
             raise
         self.participant = p
-        self._reply(self.rooms.joined_message(p, resumed), ref)
+        # `joined` and the pages of the participant list, queued before anything else.
+        for frame in self.rooms.joined_frames(
+            p, resumed, max_frame_bytes=self.config.max_message_bytes, ref=ref
+        ):
+            self.link.send_encoded(frame)
         if self.observe_join is not None:
             self.observe_join(time.monotonic() - started)
         if resumed:
@@ -426,20 +477,7 @@ class Session:
         self._reply({"type": "ok"}, ref)
 
     async def _layout(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:
-        raw = _field(msg, "tiles", list, optional=True) or []
-        if len(raw) > MAX_TILES:
-            raise ProtocolError(f"'tiles' holds at most {MAX_TILES} entries")
-        tiles = []
-        for t in raw:
-            if not isinstance(t, dict):
-                raise ProtocolError("each tile must be an object")
-            identity = _field(t, "identity", str)
-            source = _field(t, "source", str, optional=True) or "camera"
-            if source not in SOURCE_KINDS:
-                raise ProtocolError(f"unknown source {source[:MAX_ID]!r}")
-            tiles.append(LayoutTile(identity, source))
-        pinned = None if msg.get("pinned") is None else _field(msg, "pinned", str)
-        await self.rooms.set_layout(p, Layout(tuple(tiles), pinned))
+        await self.rooms.set_layout(p, _parse_layout(msg))
         self._reply({"type": "ok"}, ref)
 
     async def _leave(self, p: Participant, msg: dict[str, Any], ref: Any) -> None:

@@ -60,7 +60,7 @@ class Bot:
         self.freq = freq
         self.seed = seed
         self.client: Any = None
-        self.receivers: dict[tuple[str, int], Any] = {}
+        self.receivers: dict[str, Any] = {}  # slot mid -> receiver
 
     async def join(self, url: str, secret: str) -> None:
         from helpers.media import PatternVideoTrack, SineAudioTrack, TrackReceiver
@@ -71,8 +71,9 @@ class Bot:
         self.client = Client(url, token)
 
         def on_track(event: Any) -> None:
-            key = (event.identity, event.track_id)
-            self.receivers[key] = TrackReceiver(event.track, (event.identity, event.kind)).start()
+            # One per receive slot; event.track.identity follows the slot's occupant.
+            key = (f"slot {event.mid}", event.kind)
+            self.receivers[event.mid] = TrackReceiver(event.track, key, mid=event.mid).start()
 
         self.client.on("track_received", on_track)
         await self.client.connect()
@@ -85,7 +86,10 @@ class Bot:
         from helpers.media import dominant_frequencies
 
         out: dict[str, dict[str, Any]] = {}
-        for (identity, _track_id), rec in self.receivers.items():
+        for rec in self.receivers.values():
+            identity = rec.track.identity
+            if identity is None:
+                continue
             entry = out.setdefault(identity, {"video": 0, "audio": 0})
             if rec.kind == "video":
                 entry["video"] = max(entry["video"], rec.frames)

@@ -1,6 +1,6 @@
 """Two SDK clients in one room, each publishing a sine (different frequencies) and video through
-the real server: each hears the other's tone (FFT) and sees its video; room state and events are
-right; ``leave`` reaches the other side and ends the remote tracks."""
+the real server: each hears the other's tone (FFT) and sees its video in its receive slots; room
+state and events are right; ``leave`` reaches the other side and empties the slots it had."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from signalling.live_server import LiveServer, MediaClient, start_call, wait_unt
 from visio_media.client import (
     ParticipantJoined,
     ParticipantLeft,
+    SlotsChanged,
     TrackMuted,
     TrackPublished,
     TrackRemoved,
@@ -79,24 +80,38 @@ async def test_two_clients_exchange_audio_and_video(server: LiveServer) -> None:
                 assert track_id is not None and mine.tracks[track_id].kind == track.kind
         assert not [e for e in b.client.history if isinstance(e, ParticipantJoined)]
 
-        # bob leaves: alice is told, bob's tracks end at alice's.
+        # bob leaves: alice is told, the slots bob was in empty; her slot tracks live on.
         bob_tracks = set(a.client.participants["bob"].tracks)
+        bob_slots = {mid for mid, s in a.client.slots.items() if s.identity == "bob"}
+        assert len(bob_slots) == 2
+        slot_tracks = a.client.slot_tracks
         mark = a.client.event_count
         await b.client.leave()
         left = await a.client.wait_for(ParticipantLeft, timeout=10.0, since=mark)
         assert (left.identity, left.reason) == ("bob", "left")
-        for kind in ("audio", "video"):
-            r = a.receivers[("bob", kind)]
-            await wait_until(lambda r=r: r.ended, 5.0, what=f"bob's {kind} ending at alice")
-            assert r.error is None, r.error
+        await wait_until(
+            lambda: all(a.client.slots[mid].empty for mid in bob_slots),
+            10.0,
+            what=f"bob's slots emptying at alice: {a.client.slots}",
+        )
+        emptied = {
+            s.mid
+            for e in a.client.history[mark:]
+            if isinstance(e, SlotsChanged)
+            for s in e.slots
+            if s.empty
+        }
+        assert bob_slots <= emptied
         assert a.client.participants == {}
         assert a.client.remote_tracks == {}
+        assert a.client.slot_tracks == slot_tracks
+        assert all(t.readyState == "live" for t in slot_tracks.values())
+        assert all(t.identity is None for t in slot_tracks.values())
         unpublished = {
             e.track_id for e in a.client.history[mark:] if isinstance(e, TrackUnpublished)
         }
         assert unpublished == bob_tracks
-        removed = {e.track_id for e in a.client.history[mark:] if isinstance(e, TrackRemoved)}
-        assert removed == bob_tracks
+        assert not [e for e in a.client.history[mark:] if isinstance(e, TrackRemoved)]
         assert not a.client.failures and not b.client.failures
         rooms = await server.rooms()
         assert [p["identity"] for p in rooms["r1"]["participants"]] == ["alice"]
@@ -106,8 +121,8 @@ async def test_two_clients_exchange_audio_and_video(server: LiveServer) -> None:
 
 
 async def test_late_joiner_receives_tracks_already_published(server: LiveServer) -> None:
-    """bob joins a room where alice's tracks are already published: his first offer (with his
-    own tracks) subscribes him to hers, and he must receive them."""
+    """bob joins a room where alice's tracks are already published: his slots are filled with
+    hers, and he must receive them."""
     a = MediaClient(server.ws_url, "alice", audio_hz=FREQ_A, video=True)
     b = MediaClient(server.ws_url, "bob", audio_hz=FREQ_B, video=True)
     try:
@@ -151,12 +166,17 @@ async def test_unpublish_and_mute(server: LiveServer) -> None:
         assert (muted.identity, muted.track_id, muted.muted) == ("alice", ids["audio"], True)
         assert b.client.participants["alice"].tracks[ids["audio"]].muted
 
-        # Unpublish the video: bob is told, his video track ends, the audio goes on.
+        # Unpublish the video: bob is told, his video slot empties, the audio goes on.
         mark = b.client.event_count
         await a.client.unpublish(a.video)
         gone = await b.client.wait_for(TrackUnpublished, timeout=10.0, since=mark)
         assert (gone.identity, gone.track_id) == ("alice", ids["video"])
-        await wait_until(lambda: video.ended, 5.0, what="alice's video ending at bob")
+        await wait_until(
+            lambda: ("alice", "video") not in b.receivers,
+            5.0,
+            what=f"alice's video leaving bob's slots: {b.client.slots}",
+        )
+        assert not video.ended  # the slot's track lives on, empty
         frames = audio.frames
         assert await audio.wait_frames(frames + 25, 5.0), audio.describe()
         assert set(b.client.remote_tracks) == {("alice", ids["audio"])}
@@ -175,21 +195,22 @@ async def test_unpublish_and_mute(server: LiveServer) -> None:
 
 
 async def test_glare_server_yields_and_sends_a_fresh_offer(server: LiveServer) -> None:
-    """protocol.md "Glare": bob's offer crosses the server's offer to him (he leaves the server
-    offer unanswered, as a client with its own offer in flight does); the server must answer
-    bob, then send a fresh offer, so that bob still ends up receiving alice. Several rounds,
-    because the server's handling is timing-sensitive."""
+    """protocol.md "Glare": bob's offer crosses the server's slot offer to him (he leaves the
+    server offer unanswered, as a client with its own offer in flight does); the server must
+    answer bob, then send a fresh offer, so that bob still ends up receiving alice. Several
+    rounds, because the server's handling is timing-sensitive."""
     rounds = 6
     for i in range(rounds):
         room = f"glare-{i}"
         a = MediaClient(server.ws_url, f"alice{i}", room, audio_hz=FREQ_A)
         b = MediaClient(server.ws_url, f"bob{i}", room, audio_hz=FREQ_B)
         try:
-            await b.start_receiving()
+            await a.start()
+            await b.client.connect()
             held: list[str] = []
             answer_offer = b.client._on_server_offer
             b.client._on_server_offer = held.append  # type: ignore[method-assign]
-            await a.start()  # alice's audio gets published: the server offers it to bob
+            await b.client.publish()  # the server's slot offer follows its answer
             await wait_until(lambda held=held: bool(held), 10.0, what="the server's offer to bob")
             b.client._on_server_offer = answer_offer  # type: ignore[method-assign]
             await b.publish_tracks()  # crosses the unanswered server offer

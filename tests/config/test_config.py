@@ -514,14 +514,77 @@ def test_effective_shards() -> None:
 # ---- track limits (issue 6: one participant, or the room's history, cutting others off) -----
 
 
-def test_a_room_track_limit_whose_answers_cannot_fit_a_frame_is_refused(tmp_path: Path) -> None:
-    msg = error_of(tmp_path, "[room]\nmax_tracks_per_room = 200\n")
-    assert "'room.max_tracks_per_room'" in msg
-    assert "signalling.max_message_bytes" in msg
-    # Raising the frame limit with it is the documented way out.
-    cfg = load(tmp_path, "[room]\nmax_tracks_per_room = 200\n[signalling]\n"
-               "max_message_bytes = 262144\n")
-    assert cfg.room.max_tracks_per_room == 200
+def test_a_large_room_track_limit_is_accepted_since_it_bounds_no_sdp(tmp_path: Path) -> None:
+    # A participant's SDP holds its slots and its own tracks, not the room's tracks.
+    cfg = load(tmp_path, "[room]\nmax_tracks_per_room = 5000\n")
+    assert cfg.room.max_tracks_per_room == 5000
+    assert Config().room.max_tracks_per_room == 1000
+
+
+def test_slot_defaults() -> None:
+    r = Config().room
+    assert (r.max_video_slots, r.default_video_slots, r.max_audio_slots, r.default_audio_slots) == (
+        25,
+        9,
+        8,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "words"),
+    [
+        ("[room]\ndefault_video_slots = 26\n", "room.default_video_slots", "max_video_slots"),
+        ("[room]\ndefault_audio_slots = 9\n", "room.default_audio_slots", "max_audio_slots"),
+        (
+            "[room]\nmax_video_slots = 4\n",  # the default 9 is now above the maximum
+            "room.default_video_slots",
+            "max_video_slots (4)",
+        ),
+        ("[room]\nmax_video_slots = -1\n", "room.max_video_slots", "0–64"),
+        ("[room]\ndefault_video_slots = -1\n", "room.default_video_slots", "0–"),
+        ("[room]\nmax_audio_slots = -2\n", "room.max_audio_slots", "0–16"),
+        ("[room]\ndefault_audio_slots = -1\n", "room.default_audio_slots", "0–"),
+        (
+            "[room]\nmax_video_slots = 65\n[signalling]\nmax_message_bytes = 16777216\n",
+            "room.max_video_slots",
+            "0–64",
+        ),
+        ("[room]\nmax_audio_slots = 17\n", "room.max_audio_slots", "0–16"),
+        ('[room]\nmax_video_slots = "25"\n', "room.max_video_slots", "integer"),
+        ("[room]\ndefault_audio_slots = 2.5\n", "room.default_audio_slots", "integer"),
+    ],
+)
+def test_bad_slot_counts_name_the_key(tmp_path: Path, toml: str, key: str, words: str) -> None:
+    message = error_of(tmp_path, toml)
+    assert f"'{key}'" in message
+    assert words in message
+
+
+def test_slot_counts_whose_sdp_cannot_fit_a_frame_are_refused(tmp_path: Path) -> None:
+    # (30 + 8 + 20) m-lines x 1.2 KB + 1 KB > 64 KiB (while 38 slots fit a `slots` frame).
+    msg = error_of(tmp_path, "[room]\nmax_video_slots = 30\nmax_tracks_per_participant = 20\n")
+    assert "'room.max_video_slots'" in msg
+    assert "SDP" in msg
+    assert "signalling.max_message_bytes (65536)" in msg
+    # Tracks per participant count too: they are lines of the same SDP.
+    msg = error_of(tmp_path, "[room]\nmax_tracks_per_participant = 30\n")
+    assert "room.max_tracks_per_participant (30)" in msg
+    # Raising the frame limit with them is the documented way out.
+    cfg = load(
+        tmp_path,
+        "[room]\nmax_video_slots = 64\nmax_audio_slots = 16\n"
+        "[signalling]\nmax_message_bytes = 262144\n",
+    )
+    assert (cfg.room.max_video_slots, cfg.room.max_audio_slots) == (64, 16)
+
+
+def test_slot_counts_whose_slots_frame_cannot_fit_a_frame_are_refused(tmp_path: Path) -> None:
+    # 36 + 8 = 44 slots: the SDP (48 lines, ~58.6 KB) fits, a full `slots` frame (~74.8 KB)
+    # with the longest identities does not.
+    msg = error_of(tmp_path, "[room]\nmax_video_slots = 36\n")
+    assert "'room.max_video_slots'" in msg
+    assert "`slots` frame" in msg
 
 
 def test_track_limits_must_be_positive_and_ordered(tmp_path: Path) -> None:
@@ -534,3 +597,17 @@ def test_track_limits_must_be_positive_and_ordered(tmp_path: Path) -> None:
     assert "'room.vanished_timeout_seconds'" in error_of(
         tmp_path, "[room]\nvanished_timeout_seconds = 0\n"
     )
+
+
+def test_a_frame_limit_that_cannot_hold_a_joined_frame_is_refused(tmp_path: Path) -> None:
+    # Two participants with the longest identity and name (12 bytes a character once escaped)
+    # and 4 tracks each, the longest room name and request id: about 13 KB.
+    no_slots = (
+        "[room]\nmax_video_slots = 0\ndefault_video_slots = 0\n"
+        "max_audio_slots = 0\ndefault_audio_slots = 0\n"
+    )
+    msg = error_of(tmp_path, no_slots + "[signalling]\nmax_message_bytes = 12000\n")
+    assert "'signalling.max_message_bytes'" in msg
+    assert "`joined` frame" in msg
+    cfg = load(tmp_path, no_slots + "[signalling]\nmax_message_bytes = 13000\n")
+    assert cfg.signalling.max_message_bytes == 13000

@@ -144,7 +144,9 @@ async def live_server(**overrides: object) -> AsyncIterator[LiveServer]:
 
 class MediaClient:
     """An SDK client that publishes a sine (``audio_hz``) and/or video, and consumes every
-    remote track it receives with a :class:`TrackReceiver`, keyed by (identity, kind)."""
+    receive slot's track with a :class:`TrackReceiver` (``slot_receivers``, by mid);
+    ``receivers`` maps (identity, kind) to the receiver of the slot that carries that
+    participant's track now."""
 
     def __init__(
         self,
@@ -162,14 +164,25 @@ class MediaClient:
         self.audio = SineAudioTrack(audio_hz) if audio_hz is not None else None
         self.video = PatternVideoTrack(width=320, height=240, fps=15.0, seed=len(identity))
         self.send_video = video
-        self.receivers: dict[tuple[str, str], TrackReceiver] = {}
+        self.slot_receivers: dict[str, TrackReceiver] = {}
         self.all_receivers: list[TrackReceiver] = []
         self.client.on(TrackReceived, self._on_track)
 
     def _on_track(self, event: TrackReceived) -> None:
-        receiver = TrackReceiver(event.track, (event.identity, event.kind)).start()
-        self.receivers[(event.identity, event.kind)] = receiver
+        key = (f"slot {event.mid}", event.kind)
+        receiver = TrackReceiver(event.track, key, mid=event.mid).start()
+        self.slot_receivers[event.mid] = receiver
         self.all_receivers.append(receiver)
+
+    @property
+    def receivers(self) -> dict[tuple[str, str], TrackReceiver]:
+        """(identity, kind) -> the receiver of the slot that carries that track now."""
+        out: dict[tuple[str, str], TrackReceiver] = {}
+        for receiver in self.slot_receivers.values():
+            identity = getattr(receiver.track, "identity", None)
+            if identity is not None and not receiver.ended:
+                out[(identity, receiver.kind)] = receiver
+        return out
 
     @property
     def local_tracks(self) -> list[Any]:

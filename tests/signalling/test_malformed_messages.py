@@ -74,12 +74,26 @@ BEFORE_JOIN: list[tuple[str, Any, str, Any]] = [
         "bad_message",
         8,
     ),
-    (
-        "join-auto-subscribe-string",
-        {"type": "join", "token": "PLACEHOLDER", "auto_subscribe": "yes", "id": 9},
-        "bad_message",
-        9,
-    ),
+    # Receive slot counts (config defaults: at most 25 video, 8 audio).
+    *[
+        (
+            f"join-{field}-{case}",
+            {"type": "join", "token": "PLACEHOLDER", field: value, "id": f"{field}-{case}"},
+            "bad_message",
+            f"{field}-{case}",
+        )
+        for field, over in (("video_slots", 26), ("audio_slots", 9))
+        for case, value in (
+            ("string", "3"),
+            ("bool", True),
+            ("float", 3.0),
+            ("null", None),
+            ("list", [3]),
+            ("negative", -1),
+            ("over-max", over),
+            ("huge", 10**40),
+        )
+    ],
     ("offer-before-join", {"type": "offer", "sdp": "v=0\r\n", "id": 10}, "not_joined", 10),
     ("answer-before-join", {"type": "answer", "sdp": "v=0\r\n", "id": 11}, "not_joined", 11),
     (
@@ -88,7 +102,9 @@ BEFORE_JOIN: list[tuple[str, Any, str, Any]] = [
         "not_joined",
         12,
     ),
-    ("subscribe-before-join", {"type": "subscribe", "track_ids": [1], "id": 13}, "not_joined", 13),
+    # protocol v2 has no `subscribe`: an unknown type, whether joined or not.
+    ("subscribe-is-gone", {"type": "subscribe", "track_ids": [1], "id": 13}, "bad_message", 13),
+    ("layout-before-join", {"type": "layout", "tiles": [], "id": 15}, "not_joined", 15),
     ("leave-before-join", {"type": "leave", "id": 14}, "not_joined", 14),
 ]
 
@@ -173,20 +189,37 @@ AFTER_JOIN: list[tuple[str, Any, str, Any]] = [
         "not_found",
         13,
     ),
-    ("subscribe-ids-not-list", {"type": "subscribe", "track_ids": 1, "id": 14}, "bad_message", 14),
-    (
-        "subscribe-ids-strings",
-        {"type": "subscribe", "track_ids": ["1"], "id": 15},
-        "bad_message",
-        15,
-    ),
-    (
-        "subscribe-unknown-track",
-        {"type": "subscribe", "track_ids": [999], "id": 16},
-        "not_found",
-        16,
-    ),
+    ("subscribe-is-gone", {"type": "subscribe", "track_ids": [1], "id": 14}, "bad_message", 14),
+    *[
+        (
+            f"layout-{case}",
+            {"type": "layout", **fields, "id": f"l-{case}"},
+            "bad_message",
+            f"l-{case}",
+        )
+        for case, fields in (
+            ("tiles-missing", {"pinned": "bob"}),
+            ("tiles-null", {"tiles": None}),
+            ("tiles-object", {"tiles": {"identity": "bob"}}),
+            ("too-many-tiles", {"tiles": [{"identity": f"p{i}"} for i in range(257)]}),
+            ("tile-string", {"tiles": ["bob"]}),
+            ("tile-identity-missing", {"tiles": [{"source": "camera"}]}),
+            ("tile-identity-int", {"tiles": [{"identity": 7}]}),
+            ("tile-identity-long", {"tiles": [{"identity": LONG}]}),
+            ("tile-source-unknown", {"tiles": [{"identity": "bob", "source": "webcam"}]}),
+            ("tile-source-null", {"tiles": [{"identity": "bob", "source": None}]}),
+            ("tile-width-negative", {"tiles": [{"identity": "bob", "width": -1}]}),
+            ("tile-width-over", {"tiles": [{"identity": "bob", "width": 16385}]}),
+            ("tile-width-bool", {"tiles": [{"identity": "bob", "width": True}]}),
+            ("tile-height-float", {"tiles": [{"identity": "bob", "height": 240.5}]}),
+            ("tile-height-string", {"tiles": [{"identity": "bob", "height": "240"}]}),
+            ("pinned-int", {"tiles": [], "pinned": 5}),
+            ("pinned-list", {"tiles": [], "pinned": ["bob"]}),
+            ("pinned-long", {"tiles": [], "pinned": LONG}),
+        )
+    ],
     ("id-too-long", {"type": "explode", "id": LONG}, "bad_message", None),
+    ("id-int-too-long", {"type": "explode", "id": 10**70}, "bad_message", None),
 ]
 
 
@@ -249,6 +282,17 @@ async def test_binary_frame_closes_1003_and_others_unaffected() -> None:
             await bystander.close()
 
 
+# A small frame limit, and the slot counts whose SDP and `slots` frames fit in it (config check).
+SMALL_LIMIT = 16384
+SMALL_FRAMES: dict[str, object] = {
+    "signalling__max_message_bytes": SMALL_LIMIT,
+    "room__max_video_slots": 4,
+    "room__default_video_slots": 2,
+    "room__max_audio_slots": 2,
+    "room__default_audio_slots": 1,
+}
+
+
 def _ping_of_size(size: int, ref: str = "p") -> str:
     """A ``ping`` frame of exactly ``size`` bytes (padded with an unknown field)."""
     head = '{"type":"ping","id":"' + ref + '","pad":"'
@@ -259,13 +303,8 @@ def _ping_of_size(size: int, ref: str = "p") -> str:
 
 @pytest.mark.parametrize("joined", [False, True], ids=["before-join", "after-join"])
 async def test_frame_over_limit_closes_1009(joined: bool) -> None:
-    limit = 4096
-    # A frame this small only fits the SDP of a room with a couple of tracks (config check).
-    async with live_server(
-        signalling__max_message_bytes=limit,
-        room__max_tracks_per_room=2,
-        room__max_tracks_per_participant=2,
-    ) as server:
+    limit = SMALL_LIMIT
+    async with live_server(**SMALL_FRAMES) as server:
         bystander = await RawSocket.open(server.ws_url)
         sock = await RawSocket.open(server.ws_url)
         try:
@@ -292,13 +331,8 @@ async def test_frame_over_limit_closes_1009(joined: bool) -> None:
 async def test_frame_size_limit_boundary(extra: int, closed: bool) -> None:
     """protocol.md: frames *larger than* max_message_bytes close with 1009, so a frame of
     exactly max_message_bytes bytes is served."""
-    limit = 4096
-    # A frame this small only fits the SDP of a room with a couple of tracks (config check).
-    async with live_server(
-        signalling__max_message_bytes=limit,
-        room__max_tracks_per_room=2,
-        room__max_tracks_per_participant=2,
-    ) as server:
+    limit = SMALL_LIMIT
+    async with live_server(**SMALL_FRAMES) as server:
         sock = await RawSocket.open(server.ws_url)
         try:
             await sock.send(_ping_of_size(limit + extra))

@@ -103,25 +103,37 @@ async def test_a_join_racing_close_room_is_not_orphaned() -> None:
             await alice.close()
 
 
-async def test_subscribing_to_ones_own_track_is_invalid_state_and_harmless() -> None:
+async def test_a_layout_naming_oneself_or_strangers_is_kept_and_harmless() -> None:
+    """protocol v2: a participant's own tracks are never in its slots, and identities not in the
+    room are skipped (they may just have left) — so such a layout is accepted, recorded as sent,
+    and changes nothing else."""
     async with live_server() as server:
         alice = TestPeer("alice", audio_hz=440.0)
         sock = await joined_with_media(server.ws_url, alice)
         try:
-            own: list[int] = []
-
-            async def published() -> bool:
-                rooms = await server.rooms()
-                own[:] = [t["track_id"] for p in rooms["r1"]["participants"] for t in p["tracks"]]
-                return bool(own)
-
-            for _ in range(100):
-                if await published():
-                    break
-                await asyncio.sleep(0.05)
-            assert own, "alice's track is published"
-            reply = await sock.request({"type": "subscribe", "track_ids": own, "id": "s"})
-            assert (reply["type"], reply["code"], reply["ref"]) == ("error", "invalid_state", "s")
+            rooms = server.app[STATE].rooms
+            p = rooms.rooms["r1"].participants["alice"]
+            await wait_until(lambda: bool(p.tracks), 10, what="alice's track published")
+            tracks = dict(p.tracks)
+            reply = await sock.request(
+                {
+                    "type": "layout",
+                    "tiles": [
+                        {"identity": "alice", "width": 320, "height": 180},
+                        {"identity": "nobody", "source": "screen_share"},
+                    ],
+                    "pinned": "alice",
+                    "id": "l",
+                }
+            )
+            assert reply == {"type": "ok", "ref": "l"}, reply
+            assert p.layout is not None
+            assert [(t.identity, t.source, t.width, t.height) for t in p.layout.tiles] == [
+                ("alice", "camera", 320, 180),
+                ("nobody", "screen_share", None, None),
+            ]
+            assert p.layout.pinned == "alice"
+            assert p.tracks == tracks
             assert (await sock.request({"type": "ping", "id": 2}))["type"] == "pong"
         finally:
             await sock.close()
