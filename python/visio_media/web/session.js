@@ -665,15 +665,6 @@ export class MeetingSession extends EventTarget {
     }
   }
 
-  /** What the UI needs to place a remote track: {identity, source, kind, muted}. */
-  trackInfo(trackId) {
-    for (const p of this.participants.values()) {
-      const t = p.tracks.get(trackId);
-      if (t) return { identity: p.identity, ...t };
-    }
-    return null;
-  }
-
   // ------------------------------------------------------------------ media
 
   _ensurePc() {
