@@ -1,5 +1,6 @@
 """Scenario: headless Chromium publishes its fake camera and microphone through the engine; an
-aiortc peer in the same room subscribes and decodes both.
+aiortc peer in the same room, with one video and one audio receive slot (automatic mode: the
+engine fills them with the room's tracks), decodes both.
 
 Run it inside a network namespace that has only `lo` (see netns.py); Chromium gathers no loopback
 candidates otherwise. It prints one JSON object on its last stdout line and exits with
@@ -266,8 +267,6 @@ class Scenario:
         self.direct_pc: Any = None  # --direct: the aiortc peer that answers Chromium
         self.sink = MediaSink()
         self.published: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
-        self.subscribed: set[int] = set()
-        self.subscribe_lock = asyncio.Lock()
         # Server offers (OfferNeeded) per peer id: an offer may come before create_peer() returned.
         self.offers: dict[int, asyncio.Queue[str]] = collections.defaultdict(asyncio.Queue)
         self.tasks: list[asyncio.Task[Any]] = []
@@ -311,29 +310,10 @@ class Scenario:
                     self.published[event.peer_id].append(
                         {"track_id": event.track_id, "kind": event.kind, "mid": event.mid}
                     )
-                    self.tasks.append(asyncio.ensure_future(self.subscribe_pending()))
                 elif isinstance(event, ev.OfferNeeded):
                     self.offers[event.peer_id].put_nowait(event.sdp)
             except Exception as exc:
                 self.error(f"handling {name}: {exc!r}")
-
-    async def subscribe_pending(self) -> None:
-        """Subscribe the aiortc peer to every track the other peers published."""
-        if self.aiortc_peer_id is None:
-            return
-        async with self.subscribe_lock:
-            for peer_id, tracks in list(self.published.items()):
-                if peer_id == self.aiortc_peer_id:
-                    continue
-                for track in tracks:
-                    if track["track_id"] in self.subscribed:
-                        continue
-                    self.subscribed.add(track["track_id"])
-                    try:
-                        await self.engine.subscribe(self.aiortc_peer_id, track["track_id"])
-                        self.mark(f"subscribed_{track['kind']}_{track['track_id']}")
-                    except Exception as exc:
-                        self.error(f"subscribe {track}: {exc!r}")
 
     async def answer_aiortc_offers(self) -> None:
         """Server-initiated renegotiation of the aiortc peer, one offer at a time."""
@@ -464,7 +444,11 @@ class Scenario:
         await pc.setLocalDescription(await pc.createOffer())
         self.log_sdp("aiortc->engine", "offer", pc.localDescription.sdp)
         peer_id, answer = await self.engine.create_peer(
-            room=ROOM, identity="aiortc", offer_sdp=pc.localDescription.sdp
+            room=ROOM,
+            identity="aiortc",
+            offer_sdp=pc.localDescription.sdp,
+            video_slots=1,
+            audio_slots=1,
         )
         self.aiortc_peer_id = peer_id
         self.result["aiortc_peer_id"] = peer_id
@@ -472,7 +456,6 @@ class Scenario:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self.mark("aiortc_joined")
         self.tasks.append(asyncio.ensure_future(self.answer_aiortc_offers()))
-        await self.subscribe_pending()
 
     # ---------------------------------------------------------------- the run
 

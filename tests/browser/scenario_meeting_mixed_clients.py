@@ -188,9 +188,10 @@ class MixedClients(Scenario):
     async def check_reuse(
         self, pages: list[Any], ids: list[str], ws_url: str, secret: str
     ) -> list[str]:
-        """A bot leaves and a new one joins: the newcomer's tracks take over the leaver's idle
-        server lines (no new m-lines). Pages must show the newcomer with its own media and no
-        tile for the leaver; the other SDK peer must hear the newcomer's sine."""
+        """A bot leaves and a new one joins: the newcomer's tracks go into the receive slots the
+        leaver's held (protocol v2: no SDP change, the m-lines stay the same). Pages must show
+        the newcomer with its own media and no tile for the leaver; the other SDK peer must hear
+        the newcomer's sine."""
         lines_before = [await p.evaluate("() => visio.remoteMLines") for p in pages]
         gone = self.bots.pop()
         await gone.close()
@@ -205,7 +206,7 @@ class MixedClients(Scenario):
             tiles = sorted(await tile_stats(pages[i]))
             lines = await pages[i].evaluate("() => visio.remoteMLines")
             self.check(
-                f"page{i + 1}_sees_the_newcomer_on_reused_lines",
+                f"page{i + 1}_sees_the_newcomer_on_the_same_slots",
                 ok and gone.identity not in tiles and lines == lines_before[i],
                 {"media": detail, "tiles": tiles, "m_lines": [lines_before[i], lines]},
             )

@@ -126,6 +126,27 @@ class ThreeBrowsers(Scenario):
                 "() => [...document.querySelectorAll('#grid .tile')].map(t => t.dataset.identity)"
             )
             self.check(f"page{i + 1}_three_tiles", sorted(tiles) == sorted(ids), tiles)
+            slots = await page.evaluate(
+                "() => ({slots: visio.slots, mlines: visio.remoteMLines, tiles: visio.tileList})"
+            )
+            kinds = [x["kind"] for x in slots["slots"]]
+            carried = {x["identity"] for x in slots["slots"] if x["kind"] == "video"} - {None}
+            shown = {t["identity"] for t in slots["tiles"] if t["mid"]}
+            # Protocol v2: 16 video + 3 audio receive slots, our 2 lines: 21 m-lines, whatever
+            # the room; the two others' cameras are in slots and their tiles play those slots.
+            self.check(
+                f"page{i + 1}_receives_on_16_video_and_3_audio_slots",
+                kinds.count("video") == 16
+                and kinds.count("audio") == 3
+                and slots["mlines"] == 21
+                and carried == set(others) == shown,
+                {
+                    "kinds": kinds,
+                    "mlines": slots["mlines"],
+                    "carried": sorted(carried),
+                    "shown": sorted(shown),
+                },
+            )
         self.mark("media_flowing")
 
         # 2. Page 1 mutes its microphone; 2 and 3 show it.
@@ -182,6 +203,10 @@ class ThreeBrowsers(Scenario):
             shared = await pages[0].evaluate(CANVAS_SHARE_JS)
             self.check("canvas_share_started", shared is True, shared)
         self.mark("screen_share_started")
+        # Its offer carries our 3 lines and all the receive slots' lines (16 video + 3 audio):
+        # with each limited to the server's codecs it stays far under the 64 KiB frame limit.
+        offer_bytes = await pages[0].evaluate("() => visio.lastOfferBytes")
+        self.check("page1_share_offer_fits_the_frame_limit", 0 < offer_bytes < 32_768, offer_bytes)
         screen_key = f"{ids[0]}#screen"
         for i in (1, 2):
             ok, detail = await wait_remote_media(

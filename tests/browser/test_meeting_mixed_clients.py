@@ -7,7 +7,7 @@ join form, SDK peers with tokens minted by `visio_media.auth.mint_token`. Each p
 three remote tiles with advancing video and growing audio packet counts; each SDK peer must decode
 video and audio from the three others, the other SDK peer's sine recognised by its frequency and
 Chromium's fake-microphone beep by its. Then one SDK peer leaves and another joins: its tracks
-take over the leaver's idle server lines (issue 6: lines are reused, the SDP does not grow) and
+go into the receive slots (protocol v2: the slots are fixed, the SDP does not change) and
 everyone must see and hear the newcomer, not the leaver. Along the way the page's error paths
 are checked: a refused token and an unreachable server say so on the join screen, and a
 watch-only token joins as a viewer.
@@ -37,8 +37,8 @@ def test_browsers_and_sdk_peers_see_and_hear_everyone() -> None:
         "page2_sees_and_hears_three_others",
         "bot-440_sees_and_hears_three_others",
         "bot-660_sees_and_hears_three_others",
-        "page1_sees_the_newcomer_on_reused_lines",
-        "page2_sees_the_newcomer_on_reused_lines",
+        "page1_sees_the_newcomer_on_the_same_slots",
+        "page2_sees_the_newcomer_on_the_same_slots",
         "bot-440_hears_the_newcomer_on_reused_lines",
         "bad_token_message",
         "viewer_token_joins_watch_only",

@@ -30,8 +30,10 @@ def test_three_browsers_meet_mute_share_and_leave() -> None:
     expected = [
         *(f"page{i}_sees_and_hears_two_others" for i in (1, 2, 3)),
         *(f"page{i}_three_tiles" for i in (1, 2, 3)),
+        *(f"page{i}_receives_on_16_video_and_3_audio_slots" for i in (1, 2, 3)),
         "page1_own_tile_muted",
         *(f"page{i}_shows_page1_muted" for i in (2, 3)),
+        "page1_share_offer_fits_the_frame_limit",
         *(f"page{i}_sees_screen_share" for i in (2, 3)),
         *(f"page{i}_screen_tile_in_presentation" for i in (2, 3)),
         *(f"page{i}_screen_tile_gone_after_stop" for i in (2, 3)),

@@ -13,6 +13,20 @@ const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
 const STATS_INTERVAL_MS = 1000;
 const SPEAKING_LEVEL = 0.03; // getStats audioLevel (0..1) above which we call it speech
+/** An integer URL parameter within [lo, hi], or `fallback`. */
+function intParam(name, lo, hi, fallback) {
+  const v = Number.parseInt(params.get(name) || "", 10);
+  return Number.isInteger(v) ? Math.min(hi, Math.max(lo, v)) : fallback;
+}
+// A grid page, ourselves included: at most 16 tiles, or `?tiles=N` (2..16).
+const MAX_PAGE_TILES = intParam("tiles", 2, 16, 16);
+const MIN_TILE_W = 160; // fewer tiles per page rather than smaller than this (CSS px)
+const STRIP_SIZE = 5; // others in the speaker view's strip
+// Receive slots asked at join: one grid page of video, the three loudest voices; `?video_slots=`
+// and `?audio_slots=` ask for others (fewer: less bandwidth; the server caps them).
+const VIDEO_SLOTS = intParam("video_slots", 0, 64, 16);
+const AUDIO_SLOTS = intParam("audio_slots", 0, 16, 3);
+const LAYOUT_DEBOUNCE_MS = 200;
 
 // ---------------------------------------------------------------------------- logging
 
@@ -145,6 +159,12 @@ class Tile {
     this.label.append(this.micIcon, this.nameEl);
     if (kind === "screen") this.label.prepend(el("span", "tile-screen-icon", icon("screen")));
     this.el.append(this.video, this.avatar, this.label);
+    if (!local && kind === "camera") {
+      // Clicking the tile pins; this button is the same action for keyboards and screen readers.
+      this.pinBtn = el("button", "tile-pin");
+      this.pinBtn.type = "button";
+      this.el.append(this.pinBtn);
+    }
     this.setName(name);
     this.setMic("none");
     this.setCam("none");
@@ -168,9 +188,20 @@ class Tile {
     this.micIcon.title = state === "muted" ? "Microphone muted" : state === "none" ? "No microphone" : "";
   }
 
-  /** "on" | "muted" | "none" */
+  /** "on" | "muted" | "none" | "waiting" (published, but no slot carries it to us now) */
   setCam(state) {
     if (this.el.dataset.cam !== state) this.el.dataset.cam = state;
+  }
+
+  setPinned(on) {
+    const v = on ? "true" : "false";
+    if (this.el.dataset.pinned === v) return;
+    this.el.dataset.pinned = v;
+    if (this.pinBtn) {
+      this.pinBtn.textContent = on ? "Unpin" : "Pin";
+      this.pinBtn.setAttribute("aria-pressed", v);
+      this.pinBtn.setAttribute("aria-label", on ? `Unpin ${this.name}` : `Pin ${this.name}`);
+    }
   }
 
   setSpeaking(on) {
@@ -223,8 +254,23 @@ class App {
     this.mediaError = null;
     this.micOn = true;
     this.camOn = true;
+    this.hasCamera = false; // a camera answered once: the button can turn it back on
+    this.camChain = Promise.resolve(); // camera on/off steps, one after the other
     this.tiles = new Map(); // key → Tile
-    this.audio = new Map(); // track_id → <audio>
+    this.audio = new Map(); // audio slot mid → <audio>
+    this.view = params.get("view") === "speaker" ? "speaker" : "grid";
+    this.page = 0; // grid page, 0-based
+    this.pinned = null; // identity
+    this.lastSpeaker = null;
+    this.recentSpeakers = []; // identities, most recent first
+    this.featured = null;
+    this.shownOrder = null; // tile keys in display order
+    this.midCounters = new Map(); // slot mid → last getStats counters
+    this.keyCounters = new Map(); // tile key → counters accumulated while a slot carried it
+    this.layoutTimer = null;
+    this.lastLayoutText = null;
+    this.lastLayout = null;
+    this.layoutsSent = 0;
     this.statsTimer = null;
     this.lastStats = null;
     this.tileStats = {}; // key → numbers, for the test hooks
@@ -279,7 +325,13 @@ class App {
     $("#home-btn").addEventListener("click", () => this.home());
     window.addEventListener("beforeunload", () => { if (this.session) this.session.leave(); });
 
-    new ResizeObserver(() => this.layout()).observe($("#stage"));
+    $("#view-btn").addEventListener("click", () => this.setView(this.view === "speaker" ? "grid" : "speaker"));
+    $("#page-prev").addEventListener("click", () => this.goToPage(this.page - 1));
+    $("#page-next").addEventListener("click", () => this.goToPage(this.page + 1));
+    document.body.dataset.layout = this.view;
+
+    // The page size follows the stage's size: a resize can change what is shown.
+    new ResizeObserver(() => this.render()).observe($("#stage"));
     this.showView("join");
     this.startPreview();
   }
@@ -290,6 +342,7 @@ class App {
     try {
       this.localStream = await openLocalMedia();
       this.mediaError = null;
+      if (this.localStream.getVideoTracks().length) this.hasCamera = true;
       log(`local media: ${this.localStream.getTracks().map((t) => t.kind).join("+")}`);
     } catch (e) {
       this.mediaError = describeMediaError(e);
@@ -303,11 +356,21 @@ class App {
     return this.localStream ? this.localStream.getTracks().find((t) => t.kind === kind && t.readyState === "live") : null;
   }
 
+  /** The microphone is muted with `enabled` (silence is sent, the device stays open: unmuting
+   * is instant and echo cancellation keeps its state). The camera is stopped when off. */
   applyLocalEnabled() {
     const mic = this.localTrack("audio");
-    const cam = this.localTrack("video");
     if (mic) mic.enabled = this.micOn;
-    if (cam) cam.enabled = this.camOn;
+    if (!this.camOn) this.dropLocalVideo();
+  }
+
+  /** Stop and forget the captured camera track (the device is released, its light goes off). */
+  dropLocalVideo() {
+    if (!this.localStream) return;
+    const video = this.localStream.getVideoTracks();
+    if (!video.length) return;
+    for (const t of video) t.stop();
+    this.localStream = new MediaStream(this.localStream.getAudioTracks());
   }
 
   renderPreview() {
@@ -315,6 +378,7 @@ class App {
     const mic = this.localTrack("audio");
     const video = $("#preview-video");
     if (cam && video.srcObject !== this.localStream) video.srcObject = this.localStream;
+    if (!cam && video.srcObject) video.srcObject = null;
     const showVideo = Boolean(cam && this.camOn);
     $("#preview").dataset.cam = showVideo ? "on" : "off";
     $("#preview-initials").textContent = initials($("#name-input").value || "You");
@@ -322,15 +386,15 @@ class App {
     let status = "";
     if (this.mediaError) status = this.mediaError + " You can still join to watch and listen.";
     else if (!this.localStream) status = "Starting camera…";
+    else if (!this.camOn && this.hasCamera) status = "Camera is off";
     else if (!cam) status = "No camera: you will join with audio only.";
-    else if (!this.camOn) status = "Camera is off";
     $("#preview-status").textContent = status;
     $("#preview-status").hidden = !status;
     $("#preview").classList.toggle("has-error", Boolean(this.mediaError));
     this.renderToggle($("#preview-mic"), "mic", Boolean(mic) && this.micOn, !mic);
-    this.renderToggle($("#preview-cam"), "cam", Boolean(cam) && this.camOn, !cam);
+    this.renderToggle($("#preview-cam"), "cam", Boolean(cam) && this.camOn, !this.hasCamera);
     this.renderToggle($("#mic-btn"), "mic", Boolean(mic) && this.micOn, !mic);
-    this.renderToggle($("#cam-btn"), "cam", Boolean(cam) && this.camOn, !cam);
+    this.renderToggle($("#cam-btn"), "cam", Boolean(cam) && this.camOn, !this.hasCamera);
   }
 
   renderToggle(button, what, on, unavailable) {
@@ -392,14 +456,18 @@ class App {
       let token = this.urlToken;
       if (!token) token = (await this.fetchToken(room, name)).token;
       const scheme = location.protocol === "https:" ? "wss" : "ws";
-      const session = this.session = new MeetingSession({ wsUrl: `${scheme}://${location.host}/ws`, token, log });
+      const session = this.session = new MeetingSession({
+        wsUrl: `${scheme}://${location.host}/ws`, token, log,
+        videoSlots: VIDEO_SLOTS, audioSlots: AUDIO_SLOTS,
+      });
       session.addEventListener("change", (ev) => this.onSessionChange(ev.detail));
       await session.join();
       this.lastRoom = session.room;
       if (!this.urlToken) history.replaceState(null, "", `?room=${encodeURIComponent(session.room)}`);
       this.enterMeeting();
       const stream = new MediaStream([this.localTrack("audio"), this.localTrack("video")].filter(Boolean));
-      const res = await session.publish(stream.getTracks().length ? stream : null);
+      const res = await session.publish(stream.getTracks().length ? stream : null,
+                                        { cameraOff: this.hasCamera && !this.camOn });
       if (res && !res.publishing && stream.getTracks().length) {
         this.toast("warn", "You can watch and listen, but this meeting does not let you speak or share video.");
         this.localStream.getTracks().forEach((t) => t.stop());
@@ -458,7 +526,10 @@ class App {
       // While joining, join() reports failures itself (on the join screen).
       if (s.state === "failed" && this.state !== "joining") return this.onSessionFailed(s.error);
       if (s.state === "reconnecting") this.setState("reconnecting");
-      if (s.state === "joined" && this.state === "reconnecting") this.setState("joined");
+      if (s.state === "joined" && this.state === "reconnecting") {
+        this.setState("joined");
+        this.lastLayoutText = null; // a new socket: say what we show again
+      }
     }
     if (detail.what === "media" && s.mediaState === "failed") {
       this.banner("Media connection failed: your browser could not reach the media server. Check that UDP traffic is allowed, then rejoin.");
@@ -485,11 +556,53 @@ class App {
     return this.micOn;
   }
 
-  async toggleCam() {
-    this.camOn = !this.camOn;
-    this.applyLocalEnabled();
+  /** Camera off stops the capture track (the light goes off, nothing is sent); camera on
+   * captures again and puts the new track on the same sender (no renegotiation). */
+  toggleCam() {
+    const step = this.camChain.then(() => this.setCamera(!this.camOn));
+    this.camChain = step.catch(() => {});
+    return step;
+  }
+
+  async setCamera(on) {
+    if (on === this.camOn) return this.camOn;
+    const s = this.session;
+    if (!on) {
+      this.camOn = false;
+      this.dropLocalVideo();
+      this.renderPreview();
+      if (s && s.local.has("camera")) {
+        try {
+          await s.setSourceTrack("camera", null);
+        } catch (e) {
+          log(`camera off: ${e.message}`);
+        }
+      }
+      this.render();
+      return this.camOn;
+    }
+    let track;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: videoConstraints() });
+      track = stream.getVideoTracks()[0];
+    } catch (e) {
+      log(`getUserMedia(video): ${e.name} ${e.message}`);
+      this.toast("error", describeMediaError(e));
+      return this.camOn;
+    }
+    this.hasCamera = true;
+    this.camOn = true;
+    const audio = this.localStream ? this.localStream.getAudioTracks() : [];
+    this.localStream = new MediaStream([...audio, track]);
     this.renderPreview();
-    if (this.session) await this.session.setMuted("camera", !this.camOn);
+    if (s && s.local.has("camera")) {
+      try {
+        await s.setSourceTrack("camera", track);
+      } catch (e) {
+        log(`camera on: ${e.message}`);
+        this.toast("error", `Could not send your camera: ${e.message}`);
+      }
+    }
     this.render();
     return this.camOn;
   }
@@ -585,6 +698,17 @@ class App {
     this.audio.clear();
     this.tileStats = {};
     this.remoteLevels.clear();
+    this.midCounters.clear();
+    this.keyCounters.clear();
+    clearTimeout(this.layoutTimer);
+    this.layoutTimer = null;
+    this.lastLayoutText = null;
+    this.lastLayout = null;
+    this.pinned = null;
+    this.page = 0;
+    this.shownOrder = null;
+    this.recentSpeakers = [];
+    this.lastSpeaker = null;
     this.banner(null);
     // The session stopped our tracks: the next join opens the devices again.
     if (this.localStream && this.localStream.getTracks().every((t) => t.readyState === "ended")) {
@@ -645,57 +769,131 @@ class App {
 
   // ---------------------------------------------------------------- tiles
 
-  /** Bring the DOM in line with the session: one tile per participant (and per screen share),
-   * each remote audio track in the hidden audio sink. */
+  /** The others in the order the grid shows them: join order (stable pages). */
+  others() {
+    return this.session ? [...this.session.participants.values()] : [];
+  }
+
+  /** Tiles per grid page (ourselves included): at most MAX_PAGE_TILES, fewer when the stage is
+   * too small for tiles of at least MIN_TILE_W pixels. */
+  pageSize() {
+    const r = $("#stage").getBoundingClientRect();
+    const gap = 12;
+    let fit = 1;
+    for (let n = 2; n <= MAX_PAGE_TILES; n++) {
+      if (bestFit(n, r.width - 40, r.height - 12, gap).tileW >= MIN_TILE_W) fit = n;
+    }
+    return Math.max(2, fit); // ourselves and at least one other
+  }
+
+  /** The grid's pages: {size, count, index, others (the Participants of the current page)}. */
+  pages() {
+    const others = this.others();
+    const per = this.pageSize() - 1; // our own tile is on every page
+    const count = Math.max(1, Math.ceil(others.length / per));
+    this.page = Math.min(Math.max(0, this.page), count - 1);
+    return { size: per + 1, count, index: this.page,
+             others: others.slice(this.page * per, this.page * per + per) };
+  }
+
+  /** Who the speaker view shows big: the pinned participant, else the active speaker (the last
+   * one while nobody speaks), else the first other. */
+  featuredIdentity() {
+    const s = this.session;
+    if (!s) return null;
+    if (this.pinned && s.participants.has(this.pinned)) return this.pinned;
+    const loudest = this.loudestOthers().filter((id) => s.participants.has(id));
+    // Judged by our own levels (no word from the server yet): keep a speaker who still speaks,
+    // so that two voices do not swap the big tile every second.
+    const keep = s.speakers === null && loudest.includes(this.lastSpeaker);
+    const speaking = keep ? this.lastSpeaker : loudest[0];
+    if (speaking) this.lastSpeaker = speaking;
+    if (this.lastSpeaker && s.participants.has(this.lastSpeaker)) return this.lastSpeaker;
+    const first = s.participants.keys().next();
+    return first.done ? null : first.value;
+  }
+
+  /** Others speaking now, loudest first: the server's `active_speaker`; until it has said
+   * anything (it speaks on changes only), the levels of what our audio slots play. */
+  loudestOthers() {
+    const s = this.session;
+    if (!s) return [];
+    if (s.speakers !== null) return s.speakers.filter((id) => id !== s.identity);
+    return [...this.remoteLevels].filter(([, level]) => level > SPEAKING_LEVEL)
+      .sort((a, b) => b[1] - a[1]).map(([id]) => id);
+  }
+
+  /** The speaker view's strip: recent speakers first, then join order; STRIP_SIZE others. */
+  stripOthers(featured) {
+    const s = this.session;
+    const order = [];
+    for (const id of [...this.loudestOthers(), ...this.recentSpeakers]) {
+      if (id !== featured && id !== s.identity && s.participants.has(id) && !order.includes(id)) order.push(id);
+    }
+    for (const id of s.participants.keys()) {
+      if (order.length >= STRIP_SIZE) break;
+      if (id !== featured && !order.includes(id)) order.push(id);
+    }
+    return order.slice(0, STRIP_SIZE).map((id) => s.participants.get(id));
+  }
+
+  /** Bring the DOM in line with the session: our tile, the tiles of the page (grid view) or of
+   * the speaker and the strip (speaker view), screen shares; video from the slot that carries
+   * each one now; audio from the audio slots. */
   render() {
     const s = this.session;
     this.renderConnection();
     if (!s || !s.identity) return;
-    const want = new Map(); // key → {identity, name, kind, local, track, mic, cam}
+    for (const id of this.loudestOthers().reverse()) {
+      this.recentSpeakers = [id, ...this.recentSpeakers.filter((x) => x !== id)].slice(0, 8);
+    }
+    const want = new Map(); // key → {identity, name, kind, local, track, mid, mic, cam, place}
 
-    // Ourselves first.
+    // Screen shares: ours, and everyone's who publishes one (the server always gives them a slot).
+    const myScreen = s.local.get("screen_share");
+    if (myScreen) {
+      want.set(`${s.identity}#screen`, { identity: s.identity, name: s.name, kind: "screen", local: true,
+                                         track: myScreen.track, mid: null, mic: "none", cam: "on", place: "featured" });
+    }
+    for (const p of s.participants.values()) {
+      for (const t of p.tracks.values()) {
+        if (t.source !== "screen_share") continue;
+        const slot = s.slotFor(p.identity, "screen_share");
+        want.set(`${p.identity}#screen`, { identity: p.identity, name: p.name, kind: "screen", local: false,
+                                           track: slot ? slot.track : null, mid: slot ? slot.mid : null,
+                                           mic: "none", cam: slot ? "on" : "waiting", place: "featured" });
+      }
+    }
+    const presenting = want.size > 0;
+
+    // Ourselves.
     const micEntry = s.local.get("microphone");
     const camEntry = s.local.get("camera");
     want.set(s.identity, {
       identity: s.identity, name: s.name, kind: "camera", local: true,
-      track: camEntry ? camEntry.track : null,
+      track: camEntry ? camEntry.track : null, mid: null,
       mic: micEntry ? (this.micOn ? "on" : "muted") : "none",
-      cam: camEntry ? (this.camOn ? "on" : "muted") : "none",
+      cam: camEntry && camEntry.track ? (this.camOn ? "on" : "muted") : (camEntry ? "muted" : "none"),
+      place: "strip",
     });
-    const myScreen = s.local.get("screen_share");
-    if (myScreen) {
-      want.set(`${s.identity}#screen`, { identity: s.identity, name: s.name, kind: "screen", local: true,
-                                           track: myScreen.track, mic: "none", cam: "on" });
-    }
 
-    // Everyone else, with what they publish.
-    const audioWanted = new Map();
-    for (const p of s.participants.values()) {
-      let mic = "none";
-      let cam = "none";
-      let camTrack = null;
-      for (const [trackId, t] of p.tracks) {
-        const rt = s.remoteTracks.get(trackId);
-        if (t.source === "microphone") mic = t.muted ? "muted" : "on";
-        if (t.source === "camera") { cam = t.muted ? "muted" : "on"; camTrack = rt ? rt.track : null; }
-        if (t.source === "screen_share") {
-          want.set(`${p.identity}#screen`, { identity: p.identity, name: p.name, kind: "screen", local: false,
-                                             track: rt ? rt.track : null, mic: "none", cam: rt ? "on" : "none" });
-        }
-        if (rt && rt.track.kind === "audio") audioWanted.set(trackId, rt.track);
-      }
-      want.set(p.identity, { identity: p.identity, name: p.name, kind: "camera", local: false,
-                             track: camTrack, mic, cam: camTrack ? cam : (cam === "muted" ? "muted" : "none") });
+    // The others on show: the grid page, or the speaker and the strip.
+    let shown;
+    let featured = null;
+    if (this.view === "speaker") {
+      featured = this.featuredIdentity();
+      shown = this.stripOthers(featured);
+      if (featured) shown.unshift(s.participants.get(featured));
+    } else {
+      shown = this.pages().others;
     }
-    // Tracks whose track_published we have not seen yet: place them by kind.
-    for (const [trackId, rt] of s.remoteTracks) {
-      if (s.trackInfo(trackId)) continue;
-      if (rt.track.kind === "audio") audioWanted.set(trackId, rt.track);
-      else {
-        const w = want.get(rt.identity);
-        if (w && !w.track) { w.track = rt.track; w.cam = "on"; }
-      }
+    for (const p of shown) {
+      const w = this.participantTile(p);
+      w.place = !presenting && p.identity === featured ? "featured" : "strip";
+      want.set(p.identity, w);
     }
+    this.featured = featured;
+    this.shownOrder = [...want.keys()];
 
     for (const [key, tile] of this.tiles) {
       if (!want.has(key)) { tile.destroy(); this.tiles.delete(key); }
@@ -704,14 +902,20 @@ class App {
       let tile = this.tiles.get(key);
       if (!tile) {
         tile = new Tile(key, w);
+        if (!w.local && w.kind === "camera") {
+          tile.el.addEventListener("click", () => this.togglePin(tile.identity));
+        }
         this.tiles.set(key, tile);
       }
+      tile.place_ = w.place;
+      tile.mid = w.mid;
       tile.setName(w.name);
       tile.setTrack(w.track);
       tile.setMic(w.mic);
-      tile.setCam(w.track ? w.cam : (w.cam === "muted" ? "muted" : "none"));
+      tile.setCam(w.track ? w.cam : (w.cam === "on" ? "waiting" : w.cam));
+      tile.setPinned(!w.local && this.pinned === w.identity);
     }
-    this.renderAudio(audioWanted);
+    this.renderAudio();
     this.renderSpeakers();
     this.layout();
 
@@ -722,25 +926,60 @@ class App {
     share.classList.toggle("active", sharing);
     share.title = sharing ? "Stop presenting" : "Present your screen";
     share.setAttribute("aria-label", share.title);
+    this.renderViewControls();
   }
 
-  renderAudio(wanted) {
-    for (const [id, a] of this.audio) {
-      if (wanted.get(id) !== (a.srcObject && a.srcObject.getTracks()[0])) {
+  /** A remote participant's camera tile: video when a slot carries their camera now. */
+  participantTile(p) {
+    const s = this.session;
+    let mic = "none";
+    let cam = "none";
+    for (const t of p.tracks.values()) {
+      if (t.source === "microphone") mic = t.muted ? "muted" : "on";
+      if (t.source === "camera") cam = t.muted ? "muted" : "on";
+    }
+    const slot = s.slotFor(p.identity, "camera");
+    return { identity: p.identity, name: p.name, kind: "camera", local: false,
+             track: slot && cam !== "muted" ? slot.track : null, mid: slot ? slot.mid : null,
+             mic, cam: slot && cam === "none" ? "on" : cam };
+  }
+
+  renderViewControls() {
+    const speaker = this.view === "speaker";
+    const viewBtn = $("#view-btn");
+    viewBtn.textContent = speaker ? "Grid view" : "Speaker view";
+    viewBtn.setAttribute("aria-label", speaker ? "Switch to the grid view" : "Switch to the speaker view");
+    const pager = $("#pager");
+    const pg = speaker ? null : this.pages();
+    pager.hidden = !pg || pg.count <= 1;
+    if (pg) {
+      $("#page-label").textContent = `Page ${pg.index + 1} of ${pg.count}`;
+      $("#page-prev").disabled = pg.index === 0;
+      $("#page-next").disabled = pg.index >= pg.count - 1;
+    }
+  }
+
+  /** One <audio> per audio slot: the slot lines never change, what they carry does. */
+  renderAudio() {
+    const s = this.session;
+    const want = new Map();
+    if (s) for (const [mid, track] of s.slotTracks) if (track.kind === "audio") want.set(mid, track);
+    for (const [mid, a] of this.audio) {
+      if (want.get(mid) !== (a.srcObject && a.srcObject.getTracks()[0])) {
         a.srcObject = null;
         a.remove();
-        this.audio.delete(id);
+        this.audio.delete(mid);
       }
     }
-    for (const [id, track] of wanted) {
-      if (this.audio.has(id)) continue;
+    for (const [mid, track] of want) {
+      if (this.audio.has(mid)) continue;
       const a = document.createElement("audio");
       a.autoplay = true;
-      a.dataset.trackId = String(id);
+      a.dataset.mid = mid;
       a.srcObject = new MediaStream([track]);
       $("#audio-sink").append(a);
       a.play().catch((e) => log(`audio play: ${e.message}`));
-      this.audio.set(id, a);
+      this.audio.set(mid, a);
     }
   }
 
@@ -761,77 +1000,180 @@ class App {
     }
   }
 
+  /** Places the tiles (featured area, grid or strip) and sizes them; then tells the server what
+   * is shown (debounced). */
   layout() {
     const stage = $("#stage");
     const grid = $("#grid");
     const pres = $("#presentation");
-    const tiles = [...this.tiles.values()];
-    const screens = tiles.filter((t) => t.kind === "screen");
-    const people = tiles.filter((t) => t.kind === "camera");
-    const presenting = screens.length > 0;
-    stage.classList.toggle("presenting", presenting);
-    for (const t of screens) t.place(pres);
-    for (const t of people) t.place(grid);
+    const order = this.shownOrder || [...this.tiles.keys()];
+    const tiles = order.map((k) => this.tiles.get(k)).filter(Boolean);
+    const big = tiles.filter((t) => t.place_ === "featured");
+    const small = tiles.filter((t) => t.place_ !== "featured");
+    const featuring = big.length > 0;
+    stage.classList.toggle("presenting", featuring);
+    for (const t of big) t.place(pres);
+    for (const t of small) t.place(grid);
+    // Keep the DOM order the order we want (the speaker first in the strip, ourselves first).
+    for (const t of small) if (t.el.parentNode === grid) grid.append(t.el);
     const gap = 12;
-    if (presenting) {
+    if (featuring) {
       const r = pres.getBoundingClientRect();
-      const fit = bestFit(screens.length, r.width, r.height, gap);
+      const fit = bestFit(big.length, r.width, r.height, gap);
       pres.style.setProperty("--tile-w", `${fit.tileW}px`);
       pres.style.setProperty("--tile-h", `${fit.tileH}px`);
       const g = grid.getBoundingClientRect();
+      const n = Math.max(1, small.length);
       const vertical = getComputedStyle(grid).flexDirection === "column";
-      const w = vertical ? g.width : Math.min(240, (g.width - gap * (people.length - 1)) / Math.max(1, people.length));
-      const h = vertical ? Math.min(g.width * 9 / 16, (g.height - gap * (people.length - 1)) / Math.max(1, people.length)) : w * 9 / 16;
+      const w = vertical ? g.width : Math.min(240, (g.width - gap * (n - 1)) / n);
+      const h = vertical ? Math.min(g.width * 9 / 16, (g.height - gap * (n - 1)) / n) : w * 9 / 16;
       const tileW = vertical ? h * 16 / 9 : w;
       grid.style.setProperty("--tile-w", `${Math.floor(tileW)}px`);
       grid.style.setProperty("--tile-h", `${Math.floor(tileW * 9 / 16)}px`);
     } else {
       const r = grid.getBoundingClientRect();
-      const fit = bestFit(people.length, r.width, r.height, gap);
+      const fit = bestFit(small.length, r.width, r.height, gap);
       grid.style.setProperty("--tile-w", `${fit.tileW}px`);
       grid.style.setProperty("--tile-h", `${fit.tileH}px`);
     }
+    this.scheduleLayoutMessage();
+  }
+
+  /** The `layout` message for what is on screen now: remote tiles, the most important first
+   * (screen shares, the featured speaker, then in display order), with their rendered sizes. */
+  layoutMessage() {
+    const s = this.session;
+    const order = this.shownOrder || [];
+    const tiles = [];
+    for (const key of order) {
+      const t = this.tiles.get(key);
+      if (!t || t.local) continue;
+      const featuredFirst = t.place_ === "featured" ? 0 : 1;
+      tiles.push({ featuredFirst, tile: {
+        identity: t.identity,
+        source: t.kind === "screen" ? "screen_share" : "camera",
+        width: Math.min(16384, Math.round(t.el.clientWidth)),
+        height: Math.min(16384, Math.round(t.el.clientHeight)),
+      } });
+    }
+    tiles.sort((a, b) => a.featuredFirst - b.featuredFirst); // stable: display order otherwise
+    const pinned = this.pinned && s && s.participants.has(this.pinned) ? this.pinned : null;
+    return { tiles: tiles.map((x) => x.tile), pinned };
+  }
+
+  /** Sends `layout` when what is shown changed, at most once per LAYOUT_DEBOUNCE_MS. */
+  scheduleLayoutMessage() {
+    if (!this.session || this.session.state !== "joined") return;
+    if (this.layoutTimer) return;
+    this.layoutTimer = setTimeout(() => {
+      this.layoutTimer = null;
+      const s = this.session;
+      if (!s || s.state !== "joined") return;
+      const msg = this.layoutMessage();
+      const text = JSON.stringify(msg);
+      if (text === this.lastLayoutText) return;
+      if (s.sendLayout(msg.tiles, msg.pinned)) {
+        this.lastLayoutText = text;
+        this.lastLayout = msg;
+        this.layoutsSent += 1;
+        log(`layout: ${msg.tiles.map((t) => `${t.identity}/${t.source} ${t.width}x${t.height}`).join(", ")}` +
+            `${msg.pinned ? ` pinned ${msg.pinned}` : ""}`);
+      }
+    }, LAYOUT_DEBOUNCE_MS);
+  }
+
+  // ---------------------------------------------------------------- views and pages
+
+  setView(view) {
+    this.view = view === "speaker" ? "speaker" : "grid";
+    document.body.dataset.layout = this.view;
+    this.render();
+    return this.view;
+  }
+
+  goToPage(index) {
+    const count = this.pages().count;
+    this.page = Math.min(Math.max(0, index), count - 1);
+    this.render();
+    return this.page + 1;
+  }
+
+  togglePin(identity) {
+    this.pinned = this.pinned === identity ? null : identity;
+    const p = this.session && this.session.participants.get(identity);
+    if (p) this.toast("info", this.pinned ? `${p.name} is pinned` : `${p.name} is no longer pinned`);
+    this.render();
+    return this.pinned;
+  }
+
+  /** Average colour of a tile's video now ({r, g, b} 0..255), or null without a picture. */
+  sampleTileColor(key) {
+    const tile = this.tiles.get(key);
+    const v = tile && tile.video;
+    if (!v || !v.videoWidth || !tile.track) return null;
+    const c = document.createElement("canvas");
+    c.width = 32;
+    c.height = 18;
+    const g = c.getContext("2d", { willReadFrequently: true });
+    g.drawImage(v, 0, 0, c.width, c.height);
+    const px = g.getImageData(0, 0, c.width, c.height).data;
+    let r = 0; let gr = 0; let b = 0;
+    for (let i = 0; i < px.length; i += 4) { r += px[i]; gr += px[i + 1]; b += px[i + 2]; }
+    const n = px.length / 4;
+    return { r: Math.round(r / n), g: Math.round(gr / n), b: Math.round(b / n) };
   }
 
   // ---------------------------------------------------------------- stats
 
-  /** Every second: per-tile media counters (test hooks, speaking fallback). */
+  /** Every second: per-tile media counters (test hooks, speaking fallback). A slot's counters
+   * grow for whoever it carried meanwhile: each second's growth goes to the slot's occupant. */
   async pollStats() {
     const s = this.session;
     if (!s || !s.pc) return;
     let st;
     try { st = await s.collectStats(); } catch (e) { return; }
+    if (s !== this.session) return;
     this.lastStats = st;
+    this.remoteLevels.clear();
+    const latest = new Map(); // key → {frameWidth, frameHeight, audioLevel} now
+    for (const [mid, inb] of st.inbound) {
+      const slot = s.slots.get(mid);
+      const prev = this.midCounters.get(mid) || { framesDecoded: 0, packetsReceived: 0 };
+      this.midCounters.set(mid, { framesDecoded: inb.framesDecoded, packetsReceived: inb.packetsReceived });
+      if (!slot || !slot.identity) continue;
+      const key = slot.source === "screen_share" ? `${slot.identity}#screen` : slot.identity;
+      const acc = this.keyCounters.get(key) ||
+        { videoFramesDecoded: 0, videoPacketsReceived: 0, audioPacketsReceived: 0 };
+      this.keyCounters.set(key, acc);
+      const now = latest.get(key) || { frameWidth: 0, frameHeight: 0, audioLevel: 0 };
+      latest.set(key, now);
+      const dFrames = Math.max(0, inb.framesDecoded - prev.framesDecoded);
+      const dPackets = Math.max(0, inb.packetsReceived - prev.packetsReceived);
+      if (inb.kind === "video") {
+        acc.videoFramesDecoded += dFrames;
+        acc.videoPacketsReceived += dPackets;
+        now.frameWidth = inb.frameWidth;
+        now.frameHeight = inb.frameHeight;
+      } else {
+        acc.audioPacketsReceived += dPackets;
+        now.audioLevel = Math.max(now.audioLevel, inb.audioLevel);
+        if (slot.source === "microphone") this.remoteLevels.set(slot.identity, inb.audioLevel);
+      }
+    }
     const out = {};
     for (const tile of this.tiles.values()) {
+      const acc = this.keyCounters.get(tile.key) || {};
+      const now = latest.get(tile.key) || {};
       out[tile.key] = {
         identity: tile.identity, name: tile.name, kind: tile.kind, local: tile.local,
-        mic: tile.el.dataset.mic, cam: tile.el.dataset.cam, speaking: tile.el.dataset.speaking === "true",
+        mid: tile.mid || null, mic: tile.el.dataset.mic, cam: tile.el.dataset.cam,
+        speaking: tile.el.dataset.speaking === "true", pinned: tile.el.dataset.pinned === "true",
         framesRendered: tile.framesRendered,
-        videoFramesDecoded: 0, videoPacketsReceived: 0, frameWidth: 0, frameHeight: 0,
-        audioPacketsReceived: 0, audioLevel: 0,
+        videoWidth: tile.video.videoWidth, videoHeight: tile.video.videoHeight,
+        videoFramesDecoded: acc.videoFramesDecoded || 0, videoPacketsReceived: acc.videoPacketsReceived || 0,
+        frameWidth: now.frameWidth || 0, frameHeight: now.frameHeight || 0,
+        audioPacketsReceived: acc.audioPacketsReceived || 0, audioLevel: now.audioLevel || 0,
       };
-    }
-    this.remoteLevels.clear();
-    for (const [trackId, inb] of st.inbound) {
-      const info = s.trackInfo(trackId);
-      const rt = s.remoteTracks.get(trackId);
-      const identity = (info && info.identity) || (rt && rt.identity);
-      if (!identity) continue;
-      const source = info ? info.source : (inb.kind === "audio" ? "microphone" : "camera");
-      const key = source === "screen_share" ? `${identity}#screen` : identity;
-      const t = out[key];
-      if (!t) continue;
-      if (inb.kind === "video") {
-        t.videoFramesDecoded += inb.framesDecoded;
-        t.videoPacketsReceived += inb.packetsReceived;
-        t.frameWidth = inb.frameWidth;
-        t.frameHeight = inb.frameHeight;
-      } else {
-        t.audioPacketsReceived += inb.packetsReceived;
-        t.audioLevel = Math.max(t.audioLevel, inb.audioLevel);
-        if (source === "microphone") this.remoteLevels.set(identity, inb.audioLevel);
-      }
     }
     this.localSpeaking = this.micOn && (st.local.audioLevel || 0) > SPEAKING_LEVEL;
     if (out[s.identity]) {
@@ -840,7 +1182,12 @@ class App {
       out[s.identity].videoFramesEncoded = st.local.video ? st.local.video.framesEncoded : 0;
     }
     this.tileStats = out;
-    this.renderSpeakers();
+    const loudest = this.loudestOthers()[0] || null;
+    if (this.view === "speaker" && s.speakers === null && loudest && loudest !== this.featured && !this.pinned) {
+      this.render(); // the speaker changed by the levels we hear
+    } else {
+      this.renderSpeakers();
+    }
   }
 }
 
@@ -859,23 +1206,77 @@ window.visio = {
   get sessionState() { return app.session ? app.session.state : null; },
   /** Server offers that arrived before the answer to ours (see session.js _onServerOffer). */
   get offersBeforeAnswer() { return app.session ? app.session.offersBeforeAnswer : 0; },
+  /** Bytes of the SDP of our last offer (it must stay well under the server's frame limit). */
+  get lastOfferBytes() { return app.session ? app.session.lastOfferBytes : 0; },
   get participants() {
     if (!app.session) return [];
     return [...app.session.participants.values()].map((p) => ({
-      identity: p.identity, name: p.name,
-      tracks: [...p.tracks.values()].map((t) => ({ ...t, receiving: app.session.remoteTracks.has(t.track_id) })),
+      identity: p.identity, name: p.name, tracks: [...p.tracks.values()].map((t) => ({ ...t })),
     }));
   },
+  /** Others in the room as the server counts them, and whether the paged list has all arrived. */
+  get participantsTotal() { return app.session ? app.session.participantsTotal : 0; },
+  get participantsComplete() { return app.session ? app.session.participantsComplete : false; },
+  /** The receive slots: [{mid, kind, identity, trackId, source, receiving}] (protocol v2). */
+  get slots() {
+    const s = app.session;
+    if (!s) return [];
+    return [...s.slots.values()].map((x) => ({ ...x, receiving: s.slotTracks.has(x.mid) }));
+  },
+  get grantedSlots() { return app.session ? { video: app.session.videoSlots, audio: app.session.audioSlots } : null; },
+  /** Tiles on screen, in display order: {key, identity, name, source, local, place, mid,
+   * videoWidth, videoHeight, width, height, cam, pinned}; `mid` is the slot its video comes from. */
+  get tileList() {
+    return (app.shownOrder || []).map((k) => app.tiles.get(k)).filter(Boolean).map((t) => ({
+      key: t.key, identity: t.identity, name: t.name, source: t.kind === "screen" ? "screen_share" : "camera",
+      local: t.local, place: t.place_, mid: t.mid || null,
+      videoWidth: t.video.videoWidth, videoHeight: t.video.videoHeight,
+      width: t.el.clientWidth, height: t.el.clientHeight, cam: t.el.dataset.cam,
+      pinned: t.el.dataset.pinned === "true", framesRendered: t.framesRendered,
+    }));
+  },
+  /** The grid page: {index (1-based), count, size (tiles per page, ourselves included)}. */
+  get page() {
+    if (!app.session) return null;
+    const p = app.pages();
+    return { index: p.index + 1, count: p.count, size: p.size };
+  },
+  get view() { return app.view; },
+  get pinned() { return app.pinned; },
+  get featured() { return app.view === "speaker" ? app.featured : null; },
+  /** The last `layout` sent and how many were sent. */
+  get lastLayout() { return app.lastLayout; },
+  get layoutsSent() { return app.layoutsSent; },
+  setView: (view) => app.setView(view),
+  goToPage: (k) => app.goToPage(k - 1),
+  nextPage: () => app.goToPage(app.page + 1),
+  prevPage: () => app.goToPage(app.page - 1),
+  /** Pin `identity` (null: unpin), as a click on its tile does. */
+  pin: (identity) => {
+    if (identity == null) return app.pinned ? app.togglePin(app.pinned) : null;
+    return app.pinned === identity ? app.pinned : app.togglePin(identity);
+  },
+  unpin: () => { if (app.pinned) app.togglePin(app.pinned); return app.pinned; },
+  /** Average colour {r, g, b} of a tile's video now (key: identity or identity#screen). */
+  sampleTileColor: (key) => app.sampleTileColor(key),
   get localTracks() {
     if (!app.session) return [];
-    return [...app.session.local.values()].map((e) => ({ source: e.source, trackId: e.trackId, muted: e.muted, kind: e.track.kind }));
+    return [...app.session.local.values()].map((e) => ({ source: e.source, trackId: e.trackId, muted: e.muted, kind: e.kind,
+      capturing: Boolean(e.track && e.track.readyState === "live") }));
+  },
+  /** The camera's capture track now (a MediaStreamTrack; null while the camera is off). */
+  get cameraTrack() { return app.localTrack("video") || null; },
+  /** The track our sender of `source` sends now (null: nothing, e.g. the camera is off). */
+  sentTrack(source) {
+    const e = app.session && app.session.local.get(source);
+    return e ? e.transceiver.sender.track : null;
   },
   /** key (identity, or identity#screen) → counters, refreshed every second. */
   get tiles() { return app.tileStats; },
   async refreshStats() { await app.pollStats(); return app.tileStats; },
   async stats() { return app.session ? app.session.collectStats().then((s) => ({ ...s, inbound: Object.fromEntries(s.inbound) })) : null; },
-  /** m-lines in the current remote description (the server reuses its lines: this stays the
-   * size of what is received at once). */
+  /** m-lines in the current remote description (protocol v2: our own lines plus the fixed
+   * receive slots; it never grows with the room). */
   get remoteMLines() {
     const pc = app.session && app.session.pc;
     const sdp = pc && pc.remoteDescription ? pc.remoteDescription.sdp : "";

@@ -3,15 +3,23 @@
 //
 // No DOM here: the UI (app.js) listens to the "change" events and reads the state.
 //
-//   const s = new MeetingSession({wsUrl, token});
+//   const s = new MeetingSession({wsUrl, token, videoSlots: 16, audioSlots: 3});
 //   await s.join();                   // resolves after `joined`; throws a SessionError
 //   await s.publish(stream);          // camera + microphone, one offer
 //   s.addEventListener("change", (e) => render(e.detail));
+//   s.sendLayout(tiles, pinned);      // what we show: the server fills our video slots from it
+//
+// Protocol v2 (docs/protocol.md): we receive on a fixed set of slots — V video + A audio lines of
+// the server's first offer. Who a slot carries is told by `slots` messages, never by the SDP:
+// `slots` (mid → {kind, identity, trackId, source}) and `slotTracks` (mid → MediaStreamTrack)
+// together say whose media each receiver track plays now.
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 15000;
 const ICE_GATHERING_TIMEOUT_MS = 3000;
 const JOIN_TIMEOUT_MS = 10000;
 const RECONNECT_WINDOW_MS = 15000; // the server keeps us for room.reconnect_grace_seconds (20 s)
+export const DEFAULT_VIDEO_SLOTS = 16; // one grid page
+export const DEFAULT_AUDIO_SLOTS = 3; // the three loudest speakers
 
 /** Why a session could not start or stopped. `kind` drives the message the user sees. */
 export class SessionError extends Error {
@@ -55,30 +63,30 @@ function sdpMids(sdp) {
   return [...String(sdp || "").matchAll(/^a=mid:(\S+)/gm)].map((m) => m[1]);
 }
 
-/** mid → {identity, trackId} for every line on which the server sends a track. The server
- * names what a line carries in its a=msid (`<identity> track-<id>`); a line of the server may
- * change hands (an idle line taken over by a new track), so the mid, not the receiver's
- * MediaStreamTrack id, is the key. */
-function serverLines(sdp) {
+/** mid → Set of codec mime types ("video/VP8", "video/rtx", ...) each m-section lists. */
+function sdpCodecsByMid(sdp) {
   const out = new Map();
   for (const section of String(sdp || "").split(/\r?\n(?=m=)/).slice(1)) {
+    const kind = /^m=(\w+)/.exec(section);
     const mid = /^a=mid:(\S+)/m.exec(section);
-    const dir = /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(section);
-    const msid = /^a=msid:(\S+) track-(\d+)/m.exec(section);
-    const rejected = /^m=\S+ 0 /.test(section);
-    if (mid && msid && dir && !rejected && (dir[1] === "sendonly" || dir[1] === "sendrecv")) {
-      out.set(mid[1], { identity: msid[1], trackId: Number(msid[2]) });
-    }
+    if (!kind || !mid) continue;
+    const mimes = new Set();
+    for (const m of section.matchAll(/^a=rtpmap:\d+ ([^/\s]+)\//gm)) mimes.add(`${kind[1]}/${m[1]}`.toLowerCase());
+    out.set(mid[1], mimes);
   }
   return out;
 }
 
 export class MeetingSession extends EventTarget {
-  constructor({ wsUrl, token, log = () => {} }) {
+  constructor({ wsUrl, token, log = () => {}, videoSlots = DEFAULT_VIDEO_SLOTS,
+                audioSlots = DEFAULT_AUDIO_SLOTS }) {
     super();
     this.wsUrl = wsUrl;
     this.token = token;
     this.log = log;
+    /** Slot counts we ask for at `join`; `joined` says what the server granted. */
+    this.videoSlots = videoSlots;
+    this.audioSlots = audioSlots;
 
     /** idle → connecting → joined ⇄ reconnecting → left | failed */
     this.state = "idle";
@@ -92,12 +100,18 @@ export class MeetingSession extends EventTarget {
     this.room = null;
     this.sessionId = null;
 
-    /** identity → {identity, name, tracks: Map<track_id, Track>} (the others, not us). */
+    /** identity → {identity, name, tracks: Map<track_id, Track>} (the others, not us), in the
+     * order they joined. */
     this.participants = new Map();
-    /** Track ids the server said are gone: a stale offer naming them does not revive them. */
-    this._goneTracks = new Set();
-    /** track_id → {track: MediaStreamTrack, identity} for what we receive. */
-    this.remoteTracks = new Map();
+    /** How many others the server says there are; `participants` catches up while the pages of
+     * the list arrive (`participantsComplete`). */
+    this.participantsTotal = 0;
+    this.participantsComplete = true;
+    /** mid → {mid, kind, identity, trackId, source}: who each receive slot carries now
+     * (identity null: empty). Filled by `slots` messages. */
+    this.slots = new Map();
+    /** mid → MediaStreamTrack: the receiver track of each slot line (fixed for the session). */
+    this.slotTracks = new Map();
     /** Identities the server says are speaking, loudest first. `null` until it says anything. */
     this.speakers = null;
 
@@ -113,6 +127,7 @@ export class MeetingSession extends EventTarget {
     this._offerInFlight = null; // {newMids} while an offer of ours waits for its answer
     this._deferredOffer = null; // a server offer that already includes our pending offer
     this.offersBeforeAnswer = 0; // how often the server offered before answering us
+    this.lastOfferBytes = 0; // size of our last offer's SDP (the server refuses frames > 64 KiB)
     this._leaving = false;
   }
 
@@ -123,7 +138,8 @@ export class MeetingSession extends EventTarget {
     this._setState("connecting");
     let joined;
     try {
-      joined = await this._openAndJoin({ token: this.token });
+      joined = await this._openAndJoin({ token: this.token, video_slots: this.videoSlots,
+                                        audio_slots: this.audioSlots });
     } catch (e) {
       this._fail(e);
       throw e;
@@ -135,14 +151,17 @@ export class MeetingSession extends EventTarget {
 
   /** Publish the tracks of `stream` (any of one audio and one video track). One offer. Also
    * called with no tracks: then the offer only sets up the connection to receive. */
-  async publish(stream) {
+  async publish(stream, { cameraOff = false } = {}) {
     this._ensurePc();
     const tracks = stream ? stream.getTracks() : [];
     for (const track of tracks) {
       const source = track.kind === "audio" ? "microphone" : "camera";
       this._addLocal(source, track, stream);
     }
-    if (tracks.length === 0) this._addReceiveOnly();
+    // The camera exists but is off (stopped) right now: publish its line anyway, muted and
+    // with no track, so that turning it on later is a replaceTrack (no new m-line).
+    if (cameraOff && !this.local.has("camera")) this._addLocal("camera", null, stream, "video");
+    if (this.local.size === 0) this._addReceiveOnly();
     try {
       await this._negotiate();
       return { publishing: tracks.length > 0 };
@@ -151,7 +170,7 @@ export class MeetingSession extends EventTarget {
       // The token lets us watch but not publish (these sources): join as a viewer.
       this.log(`publishing refused (${e.message}): receiving only`);
       for (const entry of this.local.values()) {
-        entry.track.stop();
+        if (entry.track) entry.track.stop();
         try { entry.transceiver.stop(); } catch (err) { /* ignore */ }
       }
       this.local.clear();
@@ -173,11 +192,39 @@ export class MeetingSession extends EventTarget {
    * (`enabled=false` sends silence / black) and the others are told with `mute`. */
   async setMuted(source, muted) {
     const entry = this.local.get(source);
-    if (!entry) return;
+    if (!entry || !entry.track) return;
     entry.muted = muted;
     entry.track.enabled = !muted;
     this._emit("local");
     await this._sendMute(entry);
+  }
+
+  /** Turn a published video source (the camera) off or back on, for real.
+   *
+   * Off (`track` null): the sender stops sending (`replaceTrack(null)`) and the capture track is
+   * stopped, so the device is released and its light goes off. On: the freshly captured `track`
+   * goes on the same transceiver (`replaceTrack`: no renegotiation, the server keeps the same
+   * track id). Either way the others are told with `mute`. Returns false when we do not publish
+   * `source` (then `track` is stopped: nobody would use it). */
+  async setSourceTrack(source, track) {
+    const entry = this.local.get(source);
+    if (!entry || !entry.transceiver || entry.transceiver.stopped) {
+      if (track) track.stop();
+      return false;
+    }
+    const old = entry.track;
+    try {
+      await entry.transceiver.sender.replaceTrack(track);
+    } catch (e) {
+      if (track) track.stop();
+      throw e;
+    }
+    if (old && old !== track) old.stop();
+    entry.track = track;
+    entry.muted = !track;
+    this._emit("local");
+    await this._sendMute(entry);
+    return true;
   }
 
   /** Publish a screen capture (from getDisplayMedia) as `screen_share` (and its audio, if any,
@@ -199,7 +246,7 @@ export class MeetingSession extends EventTarget {
       const entry = this.local.get(source);
       if (!entry) continue;
       this.local.delete(source);
-      entry.track.stop();
+      if (entry.track) entry.track.stop();
       try { entry.transceiver.stop(); } catch (e) { /* already stopped */ }
       changed = true;
     }
@@ -223,18 +270,15 @@ export class MeetingSession extends EventTarget {
     this._setState("left");
   }
 
-  /** A summary of getStats(): per remote track (by track_id) and for our own sources. */
+  /** A summary of getStats(): per receive slot (by mid) and for our own sources. */
   async collectStats() {
     const out = { inbound: new Map(), local: {}, transport: null, candidatePair: null };
     if (!this.pc) return out;
     const report = await this.pc.getStats();
-    // Stats name the line (mid); a line carries the track the server last put on it.
-    const trackOfMid = new Map([...this.remoteTracks].map(([id, rt]) => [rt.mid, id]));
     report.forEach((s) => {
       if (s.type === "inbound-rtp") {
-        const id = trackOfMid.get(s.mid);
-        if (id === undefined) return;
-        out.inbound.set(id, {
+        if (s.mid == null || !this.slotTracks.has(s.mid)) return;
+        out.inbound.set(s.mid, {
           kind: s.kind,
           packetsReceived: s.packetsReceived || 0,
           packetsLost: s.packetsLost || 0,
@@ -331,12 +375,18 @@ export class MeetingSession extends EventTarget {
     this.room = msg.room;
     this.sessionId = msg.session || null;
     this.iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers : [];
-    if (!msg.resumed) {
-      this.participants.clear();
-      for (const p of msg.participants || []) this._upsertParticipant(p);
-    }
+    if (Number.isInteger(msg.video_slots)) this.videoSlots = msg.video_slots;
+    if (Number.isInteger(msg.audio_slots)) this.audioSlots = msg.audio_slots;
+    const first = Array.isArray(msg.participants) ? msg.participants : [];
+    if (!msg.resumed) this.participants.clear();
+    // On resume the list is sent again: whoever left meanwhile is dropped once it is complete.
+    this._listSeen = new Set();
+    for (const p of first) { this._upsertParticipant(p); this._listSeen.add(p.identity); }
+    this.participantsTotal = Number.isInteger(msg.participants_total) ? msg.participants_total : first.length;
+    this.participantsComplete = first.length >= this.participantsTotal;
+    if (this.participantsComplete) this._listDone();
     this.log(`joined room ${this.room} as ${this.identity}${msg.resumed ? " (resumed)" : ""}, ` +
-             `${this.participants.size} other(s)`);
+             `${this.participantsTotal} other(s), slots ${this.videoSlots} video + ${this.audioSlots} audio`);
     this._emit("participants");
   }
 
@@ -395,6 +445,20 @@ export class MeetingSession extends EventTarget {
       case "offer":
         this._onServerOffer(msg.sdp);
         break;
+      case "participants":
+        for (const p of Array.isArray(msg.participants) ? msg.participants : []) {
+          this._upsertParticipant(p);
+          if (this._listSeen && p && p.identity) this._listSeen.add(p.identity);
+        }
+        if (!msg.more) {
+          this.participantsComplete = true;
+          this._listDone();
+        }
+        this._emit("participants");
+        break;
+      case "slots":
+        this._onSlots(msg);
+        break;
       case "participant_joined":
         this._upsertParticipant(msg.participant);
         this._emit("participants", { joined: msg.participant && msg.participant.identity });
@@ -409,8 +473,6 @@ export class MeetingSession extends EventTarget {
       case "track_unpublished": {
         const p = this.participants.get(msg.identity);
         if (p) p.tracks.delete(msg.track_id);
-        this._goneTracks.add(msg.track_id);
-        this.remoteTracks.delete(msg.track_id);
         this._emit("tracks");
         break;
       }
@@ -418,8 +480,12 @@ export class MeetingSession extends EventTarget {
         this._onTrackMuted(msg.identity, msg.track_id, msg.muted);
         break;
       case "active_speaker":
-        this.speakers = Array.isArray(msg.identities) ? msg.identities : [];
+      {
+        const speakers = Array.isArray(msg.identities) ? msg.identities : [];
+        if (JSON.stringify(speakers) !== JSON.stringify(this.speakers)) this.log(`speakers: ${speakers.join(", ") || "none"}`);
+        this.speakers = speakers;
         this._emit("speakers");
+      }
         break;
       case "connection_state":
         this.log(`server: media ${msg.state}${msg.srtp_profile ? ` (${msg.srtp_profile})` : ""}`);
@@ -511,11 +577,55 @@ export class MeetingSession extends EventTarget {
     const p = this.participants.get(identity);
     if (!p) return;
     this.participants.delete(identity);
-    for (const id of p.tracks.keys()) this._goneTracks.add(id);
-    for (const [id, rt] of this.remoteTracks) {
-      if (rt.identity === identity) { this._goneTracks.add(id); this.remoteTracks.delete(id); }
-    }
     this._emit("tracks");
+  }
+
+  /** The full list has arrived (after `joined` and its `participants` pages): on a resume,
+   * anyone not in it left while we were away. */
+  _listDone() {
+    const seen = this._listSeen;
+    this._listSeen = null;
+    if (!seen) return;
+    for (const identity of [...this.participants.keys()]) {
+      if (!seen.has(identity)) this.participants.delete(identity);
+    }
+  }
+
+  /** `slots`: full (every slot; forget the rest) or the slots that changed. */
+  _onSlots(msg) {
+    const list = Array.isArray(msg.slots) ? msg.slots : [];
+    if (msg.full) this.slots.clear();
+    for (const slot of list) {
+      if (!slot || typeof slot.mid !== "string") continue;
+      this.slots.set(slot.mid, {
+        mid: slot.mid,
+        kind: slot.kind === "audio" ? "audio" : "video",
+        identity: slot.identity || null,
+        trackId: slot.track_id == null ? null : slot.track_id,
+        source: slot.source || null,
+      });
+    }
+    this._emit("slots");
+  }
+
+  /** The slot (and its receiver track) that carries `identity`'s `source` now, or null. */
+  slotFor(identity, source) {
+    for (const slot of this.slots.values()) {
+      if (slot.identity === identity && slot.source === source) {
+        const track = this.slotTracks.get(slot.mid);
+        if (track) return { ...slot, track };
+      }
+    }
+    return null;
+  }
+
+  /** Tell the server what we show: `tiles` [{identity, source, width, height}] in order of
+   * importance, `pinned` an identity or null. Fire and forget (the reply is `ok`). */
+  sendLayout(tiles, pinned) {
+    if (this.state !== "joined") return false;
+    const msg = { type: "layout", tiles, pinned: pinned || null };
+    this._request(msg, "ok").catch((e) => this.log(`layout: ${e.message}`));
+    return true;
   }
 
   _onTrackPublished(identity, track) {
@@ -555,15 +665,6 @@ export class MeetingSession extends EventTarget {
     }
   }
 
-  /** What the UI needs to place a remote track: {identity, source, kind, muted}. */
-  trackInfo(trackId) {
-    for (const p of this.participants.values()) {
-      const t = p.tracks.get(trackId);
-      if (t) return { identity: p.identity, ...t };
-    }
-    return null;
-  }
-
   // ------------------------------------------------------------------ media
 
   _ensurePc() {
@@ -579,51 +680,71 @@ export class MeetingSession extends EventTarget {
                     disconnected: "connecting", failed: "failed", closed: "new" };
       this._setMediaState(map[pc.connectionState] || pc.connectionState);
     });
-    pc.addEventListener("track", () => this._syncRemoteTracks());
+    pc.addEventListener("track", () => this._syncSlotTracks());
     this._setMediaState("connecting");
     return pc;
   }
 
-  /** Brings `remoteTracks` in line with what the server's lines carry now (after every remote
-   * description): a line that turned inactive drops its track, a line that changed hands
-   * carries the new one. */
-  _syncRemoteTracks() {
+  /** The receiver track of every server slot line (the lines of the server's offer that it
+   * sends on). The lines never change hands by SDP: this only grows with the first offer. */
+  _syncSlotTracks() {
     const pc = this.pc;
-    const desc = pc && pc.remoteDescription;
-    if (!desc) return;
-    const lines = serverLines(desc.sdp);
-    const byMid = new Map(pc.getTransceivers().filter((t) => t.mid != null).map((t) => [t.mid, t]));
-    const wanted = new Map();
-    for (const [mid, line] of lines) {
-      if (this._goneTracks.has(line.trackId)) continue; // a stale offer names a gone track
-      const transceiver = byMid.get(mid);
-      if (transceiver && transceiver.receiver && transceiver.receiver.track) {
-        wanted.set(line.trackId, { track: transceiver.receiver.track, identity: line.identity, mid });
-      }
-    }
+    if (!pc) return;
     let changed = false;
-    for (const [id, rt] of this.remoteTracks) {
-      const w = wanted.get(id);
-      if (!w || w.track !== rt.track || w.mid !== rt.mid) { this.remoteTracks.delete(id); changed = true; }
-    }
-    for (const [id, w] of wanted) {
-      if (!this.remoteTracks.has(id)) {
-        this.remoteTracks.set(id, w);
-        this.log(`receiving ${w.track.kind} track ${id} from ${w.identity} (mid ${w.mid})`);
+    const ours = new Set([...this.local.values()].map((e) => e.transceiver));
+    for (const t of pc.getTransceivers()) {
+      if (t.mid == null || ours.has(t) || !t.receiver || !t.receiver.track) continue;
+      const dir = t.currentDirection || t.direction;
+      if (dir !== "recvonly" && dir !== "sendrecv") continue;
+      if (this.slotTracks.get(t.mid) !== t.receiver.track) {
+        this.slotTracks.set(t.mid, t.receiver.track);
         changed = true;
       }
     }
-    if (changed) this._emit("tracks");
+    if (changed) {
+      this.log(`receive slots: ${[...this.slotTracks].map(([mid, tr]) => `${mid}:${tr.kind}`).join(" ")}`);
+      this._emit("tracks");
+    }
   }
 
-  _addLocal(source, track, stream) {
+  /** Limits every line to the codecs the server put on it (`setCodecPreferences`), so that our
+   * later offers list only those: a browser otherwise lists all its codecs on each of the
+   * V + A slot lines, and an offer with 16 video slots would pass the server's 64 KiB limit. */
+  _trimCodecs(serverSdp) {
+    const pc = this.pc;
+    if (!pc || typeof RTCRtpReceiver.getCapabilities !== "function") return;
+    const byMid = sdpCodecsByMid(serverSdp);
+    for (const t of pc.getTransceivers()) {
+      if (t.mid == null || t.stopped || !byMid.has(t.mid) || !t.setCodecPreferences) continue;
+      const allowed = byMid.get(t.mid);
+      const kind = t.receiver.track ? t.receiver.track.kind : null;
+      if (!kind || allowed.size === 0) continue;
+      for (const caps of [RTCRtpReceiver.getCapabilities(kind), RTCRtpSender.getCapabilities(kind)]) {
+        const codecs = ((caps && caps.codecs) || []).filter((c) => allowed.has(c.mimeType.toLowerCase()));
+        if (!codecs.some((c) => !/\/(rtx|red|ulpfec|flexfec-03)$/i.test(c.mimeType))) continue;
+        try {
+          t.setCodecPreferences(codecs);
+          break;
+        } catch (e) {
+          this.log(`codec preferences (mid ${t.mid}): ${e.message}`);
+        }
+      }
+    }
+  }
+
+  /** A sendonly transceiver for `source`; `track` null adds the line without media (muted), for
+   * a source that is off now and may be turned on later with setSourceTrack. */
+  _addLocal(source, track, stream, kind = track ? track.kind : "video") {
     const old = this.local.get(source);
     if (old) {
-      old.track.stop();
+      if (old.track) old.track.stop();
       try { old.transceiver.stop(); } catch (e) { /* ignore */ }
     }
-    const transceiver = this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-    this.local.set(source, { source, track, transceiver, trackId: null, muted: !track.enabled });
+    const transceiver = this.pc.addTransceiver(track || kind, {
+      direction: "sendonly", streams: stream ? [stream] : [],
+    });
+    this.local.set(source, { source, kind, track, transceiver, trackId: null,
+                             muted: !track || !track.enabled });
   }
 
   /** Offer our current tracks to the server and apply its answer. */
@@ -642,9 +763,11 @@ export class MeetingSession extends EventTarget {
           const mid = entry.transceiver.mid;
           if (mid != null && !entry.transceiver.stopped) sources[mid] = entry.source;
         }
+        this.lastOfferBytes = new TextEncoder().encode(pc.localDescription.sdp).length;
         const reply = await this._request({ type: "offer", sdp: pc.localDescription.sdp, sources }, "answer");
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
-        this._syncRemoteTracks();
+        this._trimCodecs(reply.sdp);
+        this._syncSlotTracks();
         this.log(`published ${Object.values(sources).join(", ") || "nothing"}`);
         const deferred = this._deferredOffer;
         this._deferredOffer = null;
@@ -666,7 +789,7 @@ export class MeetingSession extends EventTarget {
     return step;
   }
 
-  /** A server offer (others' tracks changed). Glare: while an offer of ours is queued or in
+  /** A server offer (our receive slots). Glare: while an offer of ours is queued or in
    * flight the server yields (it answers ours, then sends a fresh offer), so we drop this one. */
   //
   // One exception: a server offer that already contains the m-lines our pending offer adds was
@@ -698,8 +821,9 @@ export class MeetingSession extends EventTarget {
         return;
       }
       await pc.setRemoteDescription({ type: "offer", sdp });
-      this._syncRemoteTracks();
+      this._trimCodecs(sdp);
       await pc.setLocalDescription(await pc.createAnswer());
+      this._syncSlotTracks();
       await iceGatheringComplete(pc);
       this._send({ type: "answer", sdp: pc.localDescription.sdp });
       this.log("answered server offer");
@@ -718,11 +842,12 @@ export class MeetingSession extends EventTarget {
       try { this._ws.close(1000); } catch (e) { /* ignore */ }
     }
     this._ws = null;
-    for (const entry of this.local.values()) entry.track.stop();
+    for (const entry of this.local.values()) if (entry.track) entry.track.stop();
     this.local.clear();
     if (this.pc) this.pc.close();
     this.pc = null;
-    this.remoteTracks.clear();
+    this.slots.clear();
+    this.slotTracks.clear();
     this.participants.clear();
     this.speakers = null;
     this.mediaState = "new";
