@@ -221,3 +221,28 @@ async def test_glare_server_yields_and_sends_a_fresh_offer(server: LiveServer) -
         finally:
             await a.close()
             await b.close()
+
+
+async def test_video_publisher_that_started_receive_only_still_decodes_its_video_slots(
+    server: LiveServer,
+) -> None:
+    """Regression: aiortc numbers its codecs its own way in every offer (Opus 96, VP8 97,
+    RTX 98). A client whose first offer had audio only was offered its slot lines with VP8 on
+    98 — str0m had moved its default VP8 96 away from the client's Opus — and once it published
+    video it took 98 for RTX: every packet of its video slots was dropped as RTX from an unknown
+    SSRC, no frame decoded. Failed in every run before the fix (VP8 offered on 97/98 now).
+    Several rounds, since the order of the offers depends on timing."""
+    for round in range(4):
+        room = f"r{round}"
+        bob = MediaClient(server.ws_url, "bob", room, audio_hz=FREQ_B, video=True)
+        alice = MediaClient(server.ws_url, "alice", room, audio_hz=FREQ_A, video=True)
+        try:
+            # Both receive first; then each publishes, bob right away: his video offer may
+            # cross the server's slot offer.
+            await start_call(bob, alice)
+            video = await bob.receiver(alice.identity, "video")
+            assert await video.wait_frames(10, 15.0), f"round {round}: {video.describe()}"
+            assert (video.width, video.height) == (320, 240), video.describe()
+        finally:
+            await alice.close()
+            await bob.close()

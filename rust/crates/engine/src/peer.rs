@@ -108,16 +108,36 @@ impl std::fmt::Debug for Peer {
 }
 
 /// The codecs every peer is offered: one set, so packets forward without transcoding.
+///
+/// A payload type, once negotiated on a line, must keep its meaning (RFC 3264 §8.3.2), and
+/// str0m keeps the first numbers it locked. Some stacks (aiortc) number their codecs afresh in
+/// every offer, also on the lines we offered: VP8 97 with RTX 98. When a client's first offer
+/// has no video, the numbers we offer on our slot lines are ours; str0m's default VP8 96 would
+/// collide with aiortc's Opus 96 and be moved to 98 — which that client later calls RTX, and
+/// its decoder then drops every packet of the slot. So VP8 is 97/98 here: free of both
+/// libwebrtc's Opus 111 and aiortc's Opus 96. Clients that adopt our numbers (libwebrtc) are
+/// unaffected.
 pub fn rtc_config() -> RtcConfig {
-    RtcConfig::new()
+    let mut config = RtcConfig::new()
         .set_crypto_provider(crate::dtls_probe::crypto_provider())
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_opus(true, false)
-        .enable_vp8(true)
-        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
+        .set_stats_interval(Some(std::time::Duration::from_secs(1)));
+    config.codec_config().add_config(
+        VP8_PT.into(),
+        Some(VP8_RTX_PT.into()),
+        Codec::Vp8,
+        str0m::media::Frequency::NINETY_KHZ,
+        None,
+        str0m::format::FormatParams::default(),
+    );
+    config
 }
+
+const VP8_PT: u8 = 97;
+const VP8_RTX_PT: u8 = 98;
 
 impl Peer {
     /// Creates the peer from the client's offer and returns the answer.
@@ -298,7 +318,6 @@ impl Peer {
             Some(v) => v,
             None => {
                 let v = self.pt_for(mid, src.spec);
-                eprintln!("DBG pt_for mid={mid} in={:?} out={v:?} remote={:?} params={:?}", src.pt, self.rtc.media(mid).map(|m| m.remote_pts().to_vec()), self.rtc.codec_config().params().iter().map(|p| (p.pt(), p.resend(), p.spec().codec)).collect::<Vec<_>>());
                 self.slots[i].pt_map.push((src.track, src.pt, v));
                 v
             }
