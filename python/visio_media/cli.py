@@ -319,6 +319,12 @@ def _add_load(commands: Any) -> None:
     load.add_argument(
         "--audio-slots", type=_count, help="audio receive slots asked in join (server default)"
     )
+    load.add_argument(
+        "--layout-tiles",
+        type=_count,
+        default=0,
+        help="once joined, each participant asks for N videos in a layout (0: automatic)",
+    )
     load.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     load.add_argument("--no-progress", action="store_true", help="no live progress line")
     load.add_argument(
@@ -379,6 +385,7 @@ def _load(args: argparse.Namespace) -> int:
         with_baseline=args.with_baseline,
         video_slots=args.video_slots,
         audio_slots=args.audio_slots,
+        layout_tiles=args.layout_tiles,
     )
     try:
         return run_load(options, as_json=args.json)

@@ -209,3 +209,64 @@ async def test_the_cli_asks_for_slots_and_reports_them_checked_by_source(tmp_pat
         r = json.loads(out)
         assert r["joins"]["failures"] == {"error:bad_message": 2}, r["joins"]
         assert r["ok"] is False
+
+
+async def test_video_slots_carry_the_tiles_each_participant_asked_for_by_source(
+    tmp_path: Path,
+) -> None:
+    # 6 video publishers, 4 video slots; each participant asks for 2 tiles, a different pair
+    # for neighbours: those two must be in its video slots, and each line carry its named source.
+    async with server_process(tmp_path) as server:
+        run = LoadRun(
+            LoadOptions(
+                url=server.ws_url,
+                secret=SECRET,
+                participants=12,
+                audio_publishers=4,
+                video_publishers=6,
+                loud_speakers=3,
+                video_bitrate_bps=200_000,
+                keyframe_interval_s=1.0,
+                join_rate=50,
+                warmup_s=3.0,
+                duration_s=WINDOW_SECONDS,
+                room_prefix="tiles",
+                progress=False,
+                video_slots=VIDEO_SLOTS,
+                audio_slots=AUDIO_SLOTS,
+                layout_tiles=2,
+            )
+        )
+        report = await run.run()
+        log = server.output()
+
+    assert report["joins"]["succeeded"] == 12, (report["joins"], log)
+    assert report["joins"]["signalling_errors"] == {}, report["joins"]
+    slots = report["slots"]
+    assert slots["changed_in_window"] == 0, slots
+    assert slots["slots_checked"] == 12 * (AUDIO_SLOTS + VIDEO_SLOTS), slots
+    assert slots["silent_slots"] == 0, slots
+    assert (slots["mismatches"], slots["layout_unmet"], slots["ok"]) == (0, 0, True), slots
+    who = run.who()
+    pairs = set()
+    for p in run.participants:
+        assert len(p.layout) == 2 and p.identity not in p.layout, p.layout
+        pairs.add(tuple(p.layout))
+        shown = p.window_slots.identities("video")
+        assert set(p.layout) <= set(shown), (p.identity, p.layout, shown)
+        got = by_identity(p.received, who)
+        for mid, state in p.window_slots.slots.items():
+            if state.kind == "video" and state.identity is not None:
+                assert set(got.get(mid, {})) == {state.identity}, (p.identity, mid, got)
+    assert len(pairs) >= 6, pairs  # the layouts really differ
+
+    # A participant whose layout named someone its slots do not show fails the check.
+    q = run.participants[-1]
+    absent = next(
+        x.identity for x in run.participants
+        if x.video and x.identity not in q.window_slots.identities("video")
+        and x.identity != q.identity
+    )
+    q.layout = [q.layout[0], absent]
+    wrong = run.slot_check()
+    assert (wrong.mismatches, wrong.layout_unmet) == (1, 1), wrong.report()

@@ -49,7 +49,8 @@ def test_the_check_flags_other_senders_empty_slot_traffic_unnamed_lines_and_own_
     good.add("ann", book, {"a0": {2: 50, 0: 3}, "v0": {3: 30}, "v1": {3: 5, 2: 20}}, who, 200)
     assert good.report() | {"examples": []} == {
         "participants": 1, "slots_checked": 2, "slots_filled": 2, "changed_in_window": 1,
-        "silent_slots": 0, "untagged_packets": 3, "mismatches": 0, "examples": [], "ok": True,
+        "silent_slots": 0, "untagged_packets": 3, "mismatches": 0, "layout_unmet": 0,
+        "examples": [], "ok": True,
     }
     bad = SlotCheck()
     bad.add("ann", book, {"a0": {2: 50, 3: 1}, "v0": {}, "x9": {9: 4}}, who, 200)
@@ -67,3 +68,15 @@ def test_the_check_flags_other_senders_empty_slot_traffic_unnamed_lines_and_own_
     assert by_identity({"m": {1: 2, 0: 1, 42: 5}}, who) == {
         "m": {"ann": 2, "<untagged>": 1, "client-42": 5}
     }
+
+
+def test_a_layout_tile_missing_from_the_video_slots_is_a_mismatch() -> None:
+    book = SlotBook()
+    book.apply({"full": True, "slots": [slot("v0", "video", "cat"), slot("v1", "video", None)]}, 1)
+    met = SlotCheck()
+    met.add("ann", book, {"v0": {3: 30}}, {3: "cat"}, 5, layout=["cat"])
+    assert (met.mismatches, met.layout_unmet) == (0, 0)
+    unmet = SlotCheck()
+    unmet.add("ann", book, {"v0": {3: 30}}, {3: "cat"}, 5, layout=["cat", "dan"])
+    assert (unmet.mismatches, unmet.layout_unmet) == (1, 1)
+    assert "'dan'" in unmet.problems[0] and unmet.report()["ok"] is False

@@ -60,6 +60,9 @@ class LoadOptions:
     # Receive slots asked in `join` (None: the server's defaults).
     video_slots: int | None = None
     audio_slots: int | None = None
+    # Once everyone has joined, each participant sends a `layout` of this many tiles: the video
+    # publishers of its room but itself, starting at its own index (0: no layout, automatic).
+    layout_tiles: int = 0
 
     def metrics(self) -> str:
         if self.metrics_url:
@@ -93,6 +96,8 @@ class Participant:
     # Slot counts granted in `joined`.
     video_slots: int | None = None
     audio_slots: int | None = None
+    # The tiles of the `layout` it sent (identities), if any.
+    layout: list[str] = field(default_factory=list)
     # What the `slots` frames say: mid -> identity (kept up to date until the participant leaves).
     slots: SlotBook = field(default_factory=SlotBook)
     # At the window's end: `slots` as it was then, and the packets received over the window,
@@ -239,6 +244,25 @@ class LoadRun:
         if not self._leaving:
             p.disconnected = True
 
+    async def _send_layouts(self) -> None:
+        """Each joined participant asks for `layout_tiles` videos: the video publishers of its
+        room but itself, in a rotation that starts at its own index."""
+        for i, p in enumerate(self.participants):
+            if p.ws is None or p.ws.closed or p.answered_ns is None:
+                continue
+            others = [
+                q.identity
+                for q in self.participants
+                if q.room == p.room and q.video and q is not p and q.answered_ns is not None
+            ]
+            if not others:
+                continue
+            n = min(self.o.layout_tiles, len(others))
+            p.layout = [others[(i + k) % len(others)] for k in range(n)]
+            tiles = [{"identity": t, "source": "camera"} for t in p.layout]
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                await p.ws.send_json({"type": "layout", "tiles": tiles, "pinned": None})
+
     def _on_slots(self, p: Participant, frame: dict[str, Any]) -> None:
         if not p.slots.apply(frame, time.monotonic_ns()):
             p.error("bad_slots_frame")
@@ -260,7 +284,7 @@ class LoadRun:
         since = self.sources_since_ns if self.sources_since_ns is not None else 0
         for p in self.participants:
             if p.client_id is not None and p.answered_ns is not None:
-                check.add(p.identity, p.window_slots, p.received, who, since)
+                check.add(p.identity, p.window_slots, p.received, who, since, layout=p.layout)
         return check
 
     def _take_sources(self, stats: dict[str, Any]) -> None:
@@ -385,6 +409,8 @@ class LoadRun:
             join_deadline = len(self.participants) / o.join_rate + JOIN_TIMEOUT_SECONDS + 1
             async with asyncio.timeout(join_deadline):
                 await self._all_settled.wait()
+            if o.layout_tiles > 0:
+                await self._send_layouts()
             await self._watch(o.warmup_s)
             # Counter window start: media paused and drained, so both sides count the same
             # packets (only STUN/RTCP trickle on while the generator reads the server).

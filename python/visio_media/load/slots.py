@@ -100,6 +100,8 @@ class SlotCheck:
     # Lines where packets came from someone else than the slot names (or from anyone on an
     # empty slot, or on a line no `slots` frame named), or a slot naming its own receiver.
     mismatches: int = 0
+    # Layout tiles asked for (no more than the video slots) missing from the video slots.
+    layout_unmet: int = 0
     problems: list[str] = field(default_factory=list)
 
     def _problem(self, text: str) -> None:
@@ -114,10 +116,20 @@ class SlotCheck:
         received: Mapping[str, Mapping[int, int]],
         who: Mapping[int, str],
         window_start_ns: int,
+        *,
+        layout: list[str] | None = None,
     ) -> None:
         """Compares one participant's slots with what it received since `window_start_ns`
-        (the generator's sources were reset then); `who` maps client ids to identities."""
+        (the generator's sources were reset then); `who` maps client ids to identities. With
+        `layout` (the tiles it asked for, no more than its video slots), each tile must be in a
+        video slot."""
         self.participants += 1
+        if layout:
+            shown = set(book.identities("video"))
+            for tile in layout:
+                if tile not in shown:
+                    self.layout_unmet += 1
+                    self._problem(f"{identity}: asked for {tile!r}, not in its video slots")
         for mid in sorted(set(book.slots) | set(received)):
             senders = received.get(mid, {})
             packets = sum(senders.values())
@@ -161,6 +173,7 @@ class SlotCheck:
             "silent_slots": self.silent,
             "untagged_packets": self.untagged_packets,
             "mismatches": self.mismatches,
+            "layout_unmet": self.layout_unmet,
             "examples": list(self.problems),
             "ok": self.mismatches == 0,
         }
