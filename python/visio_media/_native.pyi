@@ -88,7 +88,14 @@ class LoadGen:
     def apply_answer(self, client_id: int, sdp: str) -> None: ...
     def apply_offer(self, client_id: int, sdp: str) -> str: ...
     def remove_client(self, client_id: int) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
+    def reset_sources(self) -> None:
+        """Starts a fresh window for every client's `sources` (see `stats`)."""
+    def stats(self) -> dict[str, Any]:
+        """`{"now_ns", "clients": {client_id: {...}}, "totals": {...}}` (docs/load.md). Each
+        client also has `"sources": dict[str, dict[int, int]]`: per receive line (its mid;
+        `ssrc-<n>` in raw mode) the sender client ids read from the payloads' tags and the
+        packets each sent since the last `reset_sources()`; sender 0 counts packets without a
+        sender id (3-byte DTX frames)."""
 
 @final
 class Relay:

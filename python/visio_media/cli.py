@@ -313,6 +313,18 @@ def _add_load(commands: Any) -> None:
         action="store_true",
         help="after the server run, run the relay baseline and report the server's share of it",
     )
+    load.add_argument(
+        "--video-slots", type=_count, help="video receive slots asked in join (server default)"
+    )
+    load.add_argument(
+        "--audio-slots", type=_count, help="audio receive slots asked in join (server default)"
+    )
+    load.add_argument(
+        "--layout-tiles",
+        type=_count,
+        default=0,
+        help="once joined, each participant asks for N videos in a layout (0: automatic)",
+    )
     load.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     load.add_argument("--no-progress", action="store_true", help="no live progress line")
     load.add_argument(
@@ -371,6 +383,9 @@ def _load(args: argparse.Namespace) -> int:
         progress=not (args.json or args.no_progress),
         baseline=args.baseline,
         with_baseline=args.with_baseline,
+        video_slots=args.video_slots,
+        audio_slots=args.audio_slots,
+        layout_tiles=args.layout_tiles,
     )
     try:
         return run_load(options, as_json=args.json)

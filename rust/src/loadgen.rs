@@ -56,6 +56,20 @@ fn client_dict<'py>(py: Python<'py>, c: &ClientSnapshot) -> PyResult<Bound<'py, 
     d.set_item("send_failures", c.send_failures)?;
     d.set_item("ice_disconnected", c.ice_disconnected)?;
     d.set_item("foreign_in", c.foreign_in)?;
+    // mid → {sender client id (0: untagged): packets}, since the last reset_sources().
+    let sources = PyDict::new(py);
+    for (mid, sender, packets) in &c.sources {
+        let line = match sources.get_item(mid)? {
+            Some(line) => line.cast_into::<PyDict>()?,
+            None => {
+                let line = PyDict::new(py);
+                sources.set_item(mid, &line)?;
+                line
+            }
+        };
+        line.set_item(sender, packets)?;
+    }
+    d.set_item("sources", sources)?;
     Ok(d)
 }
 
@@ -198,6 +212,11 @@ impl LoadGen {
             .map_err(to_py)
     }
 
+    /// Starts a fresh window for every client's `sources`.
+    fn reset_sources(&self, py: Python<'_>) {
+        py.detach(|| self.read().reset_sources());
+    }
+
     fn remove_client(&self, client_id: u64) -> PyResult<()> {
         self.read().remove_client(client_id).map_err(to_py)
     }
@@ -215,6 +234,7 @@ impl LoadGen {
         totals.del_item("connected")?;
         totals.del_item("connected_at_ns")?;
         totals.del_item("first_rtp_at_ns")?;
+        totals.del_item("sources")?;
         totals.set_item("latency_p50_us", s.latency_p50_us)?;
         totals.set_item("latency_p99_us", s.latency_p99_us)?;
         totals.set_item("latency_max_us", s.latency_max_us)?;

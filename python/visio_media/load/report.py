@@ -272,11 +272,28 @@ def format_summary(r: dict[str, Any]) -> str:
         )
     if not r["counters"]:
         lines.append("(the server's /metrics could not be read)")
+    if "slots" in r:
+        sl = r["slots"]
+        lines.append("")
+        lines.append(
+            f"{'server offer bytes min/max':<28}{_f(sl['server_offer_bytes_min'], '{:,}')} / "
+            f"{_f(sl['server_offer_bytes_max'], '{:,}')} "
+            f"({sl['participants_with_offer']} participants)"
+        )
+        lines.append(
+            f"{'slots by source':<28}{sl['slots_checked']} checked, {sl['slots_filled']} filled, "
+            f"{sl['mismatches']} wrong, {sl['silent_slots']} silent, "
+            f"{sl['changed_in_window']} changed in the window"
+        )
+        lines.extend(f"  {e}" for e in sl["examples"])
     if "baseline" in r:
         lines.append("")
         lines.append(format_ratio(r["baseline"]))
     lines.append("")
-    lines.append("result: " + ("ok" if r["ok"] else "FAILED (joins failed or counters disagree)"))
+    lines.append(
+        "result: "
+        + ("ok" if r["ok"] else "FAILED (joins failed, counters disagree or a slot is wrong)")
+    )
     return "\n".join(lines)
 
 

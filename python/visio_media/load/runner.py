@@ -21,6 +21,7 @@ from visio_media.auth import mint_token
 from visio_media.load import probe
 from visio_media.load.baseline import RelayBaseline, attach_baseline, format_baseline_summary
 from visio_media.load.report import Window, build_report, format_summary
+from visio_media.load.slots import SlotBook, SlotCheck
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ class LoadOptions:
     baseline: str | None = None
     # After a server run, run the relay baseline too and report the ratio.
     with_baseline: bool = False
+    # Receive slots asked in `join` (None: the server's defaults).
+    video_slots: int | None = None
+    audio_slots: int | None = None
+    # Once everyone has joined, each participant sends a `layout` of this many tiles: the video
+    # publishers of its room but itself, starting at its own index (0: no layout, automatic).
+    layout_tiles: int = 0
 
     def metrics(self) -> str:
         if self.metrics_url:
@@ -84,7 +91,23 @@ class Participant:
     disconnected: bool = False
     ws: aiohttp.ClientWebSocketResponse | None = None
     server_offers: int = 0
+    # Size (bytes) of the largest offer the server sent (its slot lines).
+    server_offer_bytes: int | None = None
+    # Slot counts granted in `joined`.
+    video_slots: int | None = None
+    audio_slots: int | None = None
+    # The tiles of the `layout` it sent (identities), if any.
+    layout: list[str] = field(default_factory=list)
+    # What the `slots` frames say: mid -> identity (kept up to date until the participant leaves).
+    slots: SlotBook = field(default_factory=SlotBook)
+    # At the window's end: `slots` as it was then, and the packets received over the window,
+    # mid -> {sender client id (0: untagged): packets} (the generator's).
+    window_slots: SlotBook = field(default_factory=SlotBook)
+    received: dict[str, dict[int, int]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
 
 
 class _JoinFailed(Exception):
@@ -117,6 +140,10 @@ class LoadRun:
                         loud=i < options.loud_speakers,
                     )
                 )
+        # Generator client id -> participant (set when its media client is created).
+        self.by_client: dict[int, Participant] = {}
+        # When the generator's sources were last reset (the window of `received`).
+        self.sources_since_ns: int | None = None
         self.session: aiohttp.ClientSession | None = None
         self.server_pid: int | None = options.server_pid
         # Participants whose join succeeded or failed; the event fires when all have.
@@ -143,6 +170,8 @@ class LoadRun:
                 return data
             if kind == "error":
                 raise _JoinFailed(f"error:{data.get('code')}")
+            if kind == "slots":
+                self._on_slots(p, data)
 
     async def _join(self, p: Participant) -> None:
         if self.session is None:
@@ -150,9 +179,17 @@ class LoadRun:
         token = mint_token(self.o.secret, identity=p.identity, room=p.room)
         p.started_ns = time.monotonic_ns()
         p.ws = await self.session.ws_connect(self.o.url, heartbeat=None, max_msg_size=1 << 22)
-        await p.ws.send_json({"type": "join", "token": token, "id": "join"})
-        await self._next(p, {"joined"})
+        join: dict[str, Any] = {"type": "join", "token": token, "id": "join"}
+        if self.o.video_slots is not None:
+            join["video_slots"] = self.o.video_slots
+        if self.o.audio_slots is not None:
+            join["audio_slots"] = self.o.audio_slots
+        await p.ws.send_json(join)
+        joined = await self._next(p, {"joined"})
         p.joined_ns = time.monotonic_ns()
+        for kind in ("video_slots", "audio_slots"):
+            if isinstance(n := joined.get(kind), int):
+                setattr(p, kind, n)
         client_id, offer = self.gen.add_client(
             audio=p.audio,
             video=p.video,
@@ -163,6 +200,7 @@ class LoadRun:
             dtx=self.o.dtx,
         )
         p.client_id = client_id
+        self.by_client[client_id] = p
         await p.ws.send_json({"type": "offer", "sdp": offer, "id": "publish"})
         answer = await self._next(p, {"answer"})
         sdp = answer.get("sdp")
@@ -187,22 +225,79 @@ class LoadRun:
                 continue
             kind = data.get("type")
             if kind == "offer" and isinstance(data.get("sdp"), str):
+                sdp = data["sdp"]
                 try:
-                    answer = self.gen.apply_offer(p.client_id, data["sdp"])
+                    answer = self.gen.apply_offer(p.client_id, sdp)
                 except EngineError as e:
-                    p.errors[f"offer_refused:{str(e)[:40]}"] = (
-                        p.errors.get(f"offer_refused:{str(e)[:40]}", 0) + 1
-                    )
+                    p.error(f"offer_refused:{str(e)[:40]}")
                     continue
                 p.server_offers += 1
+                size = len(sdp.encode())
+                p.server_offer_bytes = max(p.server_offer_bytes or 0, size)
                 await ws.send_json({"type": "answer", "sdp": answer})
+            elif kind == "slots":
+                self._on_slots(p, data)
             elif kind == "error":
-                code = f"error:{data.get('code')}"
-                p.errors[code] = p.errors.get(code, 0) + 1
+                p.error(f"error:{data.get('code')}")
             elif kind == "left":
                 break
         if not self._leaving:
             p.disconnected = True
+
+    async def _send_layouts(self) -> None:
+        """Each joined participant asks for `layout_tiles` videos: the video publishers of its
+        room but itself, in a rotation that starts at its own index."""
+        for i, p in enumerate(self.participants):
+            if p.ws is None or p.ws.closed or p.answered_ns is None:
+                continue
+            others = [
+                q.identity
+                for q in self.participants
+                if q.room == p.room and q.video and q is not p and q.answered_ns is not None
+            ]
+            if not others:
+                continue
+            n = min(self.o.layout_tiles, len(others))
+            p.layout = [others[(i + k) % len(others)] for k in range(n)]
+            tiles = [{"identity": t, "source": "camera"} for t in p.layout]
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                await p.ws.send_json({"type": "layout", "tiles": tiles, "pinned": None})
+
+    def _on_slots(self, p: Participant, frame: dict[str, Any]) -> None:
+        if not p.slots.apply(frame, time.monotonic_ns()):
+            p.error("bad_slots_frame")
+
+    def identity_of(self, client_id: int) -> str | None:
+        """The identity of the participant whose media client is `client_id`."""
+        p = self.by_client.get(client_id)
+        return p.identity if p is not None else None
+
+    def who(self) -> dict[int, str]:
+        """Generator client id -> participant identity."""
+        return {c: p.identity for c, p in self.by_client.items()}
+
+    def slot_check(self) -> SlotCheck:
+        """Every joined participant's slots at the window's end (the `slots` frames) beside the
+        senders of the packets it received over the window (`received`)."""
+        check = SlotCheck()
+        who = self.who()
+        since = self.sources_since_ns if self.sources_since_ns is not None else 0
+        for p in self.participants:
+            if p.client_id is not None and p.answered_ns is not None:
+                check.add(p.identity, p.window_slots, p.received, who, since, layout=p.layout)
+        return check
+
+    def _take_sources(self, stats: dict[str, Any]) -> None:
+        """At the window's end: each participant's received sources and its slots then."""
+        clients: dict[int, dict[str, Any]] = stats["clients"]
+        for p in self.participants:
+            p.window_slots = p.slots.copy()
+            c = clients.get(p.client_id) if p.client_id is not None else None
+            p.received = (
+                {mid: dict(senders) for mid, senders in c["sources"].items()}
+                if c is not None
+                else {}
+            )
 
     async def _participant(self, p: Participant, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -314,12 +409,17 @@ class LoadRun:
             join_deadline = len(self.participants) / o.join_rate + JOIN_TIMEOUT_SECONDS + 1
             async with asyncio.timeout(join_deadline):
                 await self._all_settled.wait()
+            if o.layout_tiles > 0:
+                await self._send_layouts()
             await self._watch(o.warmup_s)
             # Counter window start: media paused and drained, so both sides count the same
             # packets (only STUN/RTCP trickle on while the generator reads the server).
             self.gen.set_sending(False)
             await asyncio.sleep(DRAIN_SECONDS)
             start, server_start, start_bracket = await self._window_edge()
+            # Who sends what on which slot: counted afresh from here (media is paused).
+            self.gen.reset_sources()
+            self.sources_since_ns = time.monotonic_ns()
             self.gen.set_sending(True)
             # Steady window (rates, CPU): from here to the end of the duration.
             steady_start = self.gen.stats()
@@ -337,6 +437,7 @@ class LoadRun:
             self.gen.set_sending(False)
             await asyncio.sleep(DRAIN_SECONDS)
             end, server_end, end_bracket = await self._window_edge()
+            self._take_sources(self.gen.stats())
             if o.progress:
                 print(file=self.out)
             self._leaving = True
@@ -362,13 +463,32 @@ class LoadRun:
             own_cpu_start=own_start,
             own_cpu_end=own_end,
         )
-        return build_report(
+        report = build_report(
             options=asdict(o) | {"secret": "<hidden>"},
             participants=self.participants,
             final=final,
             window=window,
             server_pid=self.server_pid,
         )
+        report["slots"] = self._slots_report()
+        report["ok"] = report["ok"] and report["slots"]["ok"]
+        return report
+
+    def _slots_report(self) -> dict[str, Any]:
+        joined = [p for p in self.participants if p.answered_ns is not None]
+        sizes = [p.server_offer_bytes for p in joined if p.server_offer_bytes is not None]
+        granted_v = sorted({p.video_slots for p in joined if p.video_slots is not None})
+        granted_a = sorted({p.audio_slots for p in joined if p.audio_slots is not None})
+        return {
+            "video_slots_asked": self.o.video_slots,
+            "audio_slots_asked": self.o.audio_slots,
+            "video_slots_granted": granted_v,
+            "audio_slots_granted": granted_a,
+            "server_offer_bytes_min": min(sizes) if sizes else None,
+            "server_offer_bytes_max": max(sizes) if sizes else None,
+            "participants_with_offer": len(sizes),
+            "participants_with_slots": sum(1 for p in joined if p.slots.frames > 0),
+        } | self.slot_check().report()
 
 
 def run_load(options: LoadOptions, *, as_json: bool, out: TextIO = sys.stdout) -> int:

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::media::{self, monotonic_ns};
@@ -73,6 +73,71 @@ pub struct ClientStats {
     pub foreign_in: AtomicU64,
     /// ICE gave up (disconnected) after having connected, or never connected.
     pub ice_disconnected: AtomicU64,
+    /// Who the received packets came from, per receive line, since the last reset.
+    pub sources: Mutex<SourceTable>,
+}
+
+/// Per receive line (a str0m mid; in raw mode `ssrc-<n>`), the sender ids read from the
+/// payloads' tags and how many packets each sent, since the last reset. Sender 0: packets
+/// without a sender id (3-byte DTX frames). The worker locks it once per received RTP packet
+/// (uncontended but for `LoadGen::stats`); it allocates only when a line or a sender is new
+/// (a reset keeps the capacity).
+#[derive(Debug, Default)]
+pub struct SourceTable {
+    lines: Vec<LineSources>,
+}
+
+#[derive(Debug)]
+struct LineSources {
+    name: String,
+    senders: Vec<(u64, u64)>,
+}
+
+impl SourceTable {
+    /// The index of line `name`, added if new.
+    pub fn line(&mut self, name: &str) -> usize {
+        if let Some(i) = self.lines.iter().position(|l| l.name == name) {
+            return i;
+        }
+        self.lines.push(LineSources {
+            name: name.to_owned(),
+            senders: Vec::with_capacity(4),
+        });
+        self.lines.len() - 1
+    }
+
+    /// One packet from `sender` (0: untagged) on line `line` (an index from `line`).
+    pub fn count(&mut self, line: usize, sender: u64) {
+        let Some(l) = self.lines.get_mut(line) else {
+            return;
+        };
+        match l.senders.iter_mut().find(|(s, _)| *s == sender) {
+            Some((_, n)) => *n += 1,
+            None => l.senders.push((sender, 1)),
+        }
+    }
+
+    /// Forgets the counts (the lines stay known).
+    pub fn reset(&mut self) {
+        for l in &mut self.lines {
+            l.senders.clear();
+        }
+    }
+
+    /// (line, sender, packets), lines in order of first packet, senders in order of arrival.
+    pub fn snapshot(&self) -> Vec<(String, u64, u64)> {
+        self.lines
+            .iter()
+            .flat_map(|l| l.senders.iter().map(|&(s, n)| (l.name.clone(), s, n)))
+            .collect()
+    }
+}
+
+/// A received stream: its sequence tracking and its line in the source table.
+#[derive(Debug, Default)]
+struct RxStream {
+    seq: SeqTracker,
+    line: Option<usize>,
 }
 
 pub fn rtc_config() -> RtcConfig {
@@ -165,7 +230,7 @@ pub struct Client {
     pending: Option<SdpPendingOffer>,
     audio: Option<AudioTx>,
     video: Option<VideoTx>,
-    rx: HashMap<u32, SeqTracker>,
+    rx: HashMap<u32, RxStream>,
     /// Raw mode: the last extended sequence number per SSRC (str0m extends them otherwise).
     raw_seq: HashMap<u32, u64>,
     connected: bool,
@@ -359,7 +424,9 @@ impl Client {
             .or_insert(u64::from(seq) + (1 << 32));
         let ext = extend_seq(*last, seq);
         *last = (*last).max(ext);
-        count_rtp(&self.stats, &mut self.rx, ssrc, ext, payload, hist);
+        let line = self.rx.get(&ssrc).and_then(|r| r.line);
+        let line = line.unwrap_or_else(|| lock(&self.stats.sources).line(&format!("ssrc-{ssrc}")));
+        count_rtp(&self.stats, &mut self.rx, ssrc, line, ext, payload, hist);
     }
 
     /// When this client next needs a turn.
@@ -445,10 +512,26 @@ impl Client {
                 }
             }
             Event::RtpPacket(p) => {
+                let ssrc = *p.header.ssrc;
+                let line = match self.rx.get(&ssrc).and_then(|r| r.line) {
+                    Some(line) => line,
+                    None => {
+                        // First packet of this stream: its receive line (mid), once.
+                        let Transport::Rtc(rtc) = &mut self.transport else {
+                            return;
+                        };
+                        let name = rtc
+                            .direct_api()
+                            .stream_rx(&Ssrc::from(ssrc))
+                            .map_or_else(|| format!("ssrc-{ssrc}"), |s| s.mid().to_string());
+                        lock(&self.stats.sources).line(&name)
+                    }
+                };
                 count_rtp(
                     &self.stats,
                     &mut self.rx,
-                    *p.header.ssrc,
+                    ssrc,
+                    line,
                     *p.seq_no,
                     &p.payload,
                     hist,
@@ -473,6 +556,8 @@ impl Client {
 
     fn send_due_media(&mut self, now: Instant, sending: bool) {
         let now_ns = monotonic_ns();
+        // Ids are 1..=u32::MAX (`LoadGen` refuses more): the payloads' sender tag.
+        let sender = u32::try_from(self.id).unwrap_or(0);
         let ptime = Duration::from_millis(media::AUDIO_PTIME_MS);
         if self.audio.as_ref().is_some_and(|a| a.pt.is_none()) {
             let mid = self.audio.as_ref().map(|a| a.mid);
@@ -525,7 +610,7 @@ impl Client {
                     voice_activity: Some(opts.audio_loud),
                     ..Default::default()
                 };
-                let payload = media::audio_payload(size, now_ns);
+                let payload = media::audio_payload(size, now_ns, sender);
                 match &mut self.transport {
                     Transport::Rtc(rtc) => {
                         let mut api = rtc.direct_api();
@@ -598,7 +683,7 @@ impl Client {
                     Transport::Raw(raw) => VideoSink::Raw(raw, &mut self.out),
                 };
                 for (i, size) in sizes.into_iter().enumerate() {
-                    let payload = media::video_payload(size, i == 0, key, now_ns);
+                    let payload = media::video_payload(size, i == 0, key, now_ns, sender);
                     match &mut sink {
                         VideoSink::Rtc(tx) => {
                             tx.write_rtp(
@@ -632,8 +717,9 @@ enum VideoSink<'a> {
 /// number per SSRC, latency from the payload's stamp. The same for both transports.
 fn count_rtp(
     s: &ClientStats,
-    rx: &mut HashMap<u32, SeqTracker>,
+    rx: &mut HashMap<u32, RxStream>,
     ssrc: u32,
+    line: usize,
     seq: u64,
     payload: &[u8],
     hist: &Histogram,
@@ -645,7 +731,9 @@ fn count_rtp(
             .compare_exchange(0, now_ns, Relaxed, Relaxed);
     }
     s.recv_bytes.fetch_add(payload.len() as u64, Relaxed);
-    match rx.entry(ssrc).or_default().on(seq) {
+    let stream = rx.entry(ssrc).or_default();
+    stream.line = Some(line);
+    match stream.seq.on(seq) {
         SeqEvent::Ahead { gap } => {
             if gap > 0 {
                 s.lost.fetch_add(gap, Relaxed);
@@ -661,11 +749,18 @@ fn count_rtp(
         }
         SeqEvent::Old => {}
     }
-    if let Some(sent) = media::read_stamp(payload) {
+    let tag = media::read_tag(payload);
+    if let Some(sent) = tag.map(|t| t.sent_ns) {
         if sent <= now_ns {
             hist.record((now_ns - sent) / 1000);
         }
     }
+    let sender = tag.and_then(|t| t.sender).map_or(0, u64::from);
+    lock(&s.sources).count(line, sender);
+}
+
+fn lock(m: &Mutex<SourceTable>) -> std::sync::MutexGuard<'_, SourceTable> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A plain RTP packet (RFC 3550): 12-byte header; with `level` = (voice activity, level in
@@ -741,6 +836,57 @@ mod tests {
         assert_eq!(parse_rtp(&v), Some((43, 5, &b"vp8!"[..])));
         assert_eq!(parse_rtp(&v[..11]), None);
         assert_eq!(parse_rtp(&a[..14]), None);
+    }
+
+    #[test]
+    fn the_source_table_counts_senders_per_line_and_a_reset_starts_a_fresh_window() {
+        let mut t = SourceTable::default();
+        let a = t.line("0");
+        let b = t.line("3");
+        assert_eq!(t.line("0"), a);
+        for _ in 0..5 {
+            t.count(a, 7);
+        }
+        t.count(a, 0);
+        t.count(b, 9);
+        t.count(b, 9);
+        t.count(b, 11);
+        t.count(99, 1); // an unknown line: ignored
+        assert_eq!(
+            t.snapshot(),
+            vec![
+                ("0".to_owned(), 7, 5),
+                ("0".to_owned(), 0, 1),
+                ("3".to_owned(), 9, 2),
+                ("3".to_owned(), 11, 1),
+            ]
+        );
+        t.reset();
+        assert_eq!(t.snapshot(), vec![]);
+        t.count(b, 11);
+        assert_eq!(t.snapshot(), vec![("3".to_owned(), 11, 1)]);
+        assert_eq!(t.line("3"), b);
+    }
+
+    #[test]
+    fn a_raw_round_trip_counts_the_sender_from_the_payload_tag() {
+        // What a receiver does with a packet of client 12: the line is its SSRC's, the sender
+        // the payload's tag (str0m mode reads the mid instead of the SSRC).
+        let stats = ClientStats::default();
+        let hist = Histogram::default();
+        let mut rx = HashMap::new();
+        let payload = media::video_payload(1200, true, true, monotonic_ns(), 12);
+        let dgram = raw_rtp(96, 1, 0, 24, true, None, &payload);
+        let (ssrc, seq, body) = parse_rtp(&dgram).expect("rtp");
+        let line = lock(&stats.sources).line(&format!("ssrc-{ssrc}"));
+        count_rtp(&stats, &mut rx, ssrc, line, u64::from(seq), body, &hist);
+        let dtx = media::audio_payload(media::AUDIO_DTX_BYTES, 0, 12);
+        count_rtp(&stats, &mut rx, ssrc, line, u64::from(seq) + 1, &dtx, &hist);
+        assert_eq!(
+            lock(&stats.sources).snapshot(),
+            vec![("ssrc-24".to_owned(), 12, 1), ("ssrc-24".to_owned(), 0, 1)]
+        );
+        assert_eq!(stats.recv_rtp.load(Relaxed), 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
-pub use client::{ClientOptions, ClientStats};
+pub use client::{ClientOptions, ClientStats, SourceTable};
 use recv::Histogram;
 pub use relay::{Relay, RelaySnapshot};
 use worker::{Command, Worker};
@@ -87,6 +87,9 @@ pub struct ClientSnapshot {
     pub send_failures: u64,
     pub ice_disconnected: u64,
     pub foreign_in: u64,
+    /// Since the last `reset_sources`: (receive line = mid, or `ssrc-<n>` in raw mode; sender
+    /// client id read from the payloads, 0 = untagged; packets). Empty in the totals.
+    pub sources: Vec<(String, u64, u64)>,
 }
 
 /// Everything `stats` reports.
@@ -134,6 +137,11 @@ fn snap(id: u64, s: &ClientStats) -> ClientSnapshot {
         send_failures: s.send_failures.load(Relaxed),
         ice_disconnected: s.ice_disconnected.load(Relaxed),
         foreign_in: s.foreign_in.load(Relaxed),
+        sources: s
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot(),
     }
 }
 
@@ -231,9 +239,20 @@ impl LoadGen {
             .map_err(|_| Error::Timeout)?
     }
 
+    /// The next client id: 1..=u32::MAX, the range the payloads' sender tag holds.
+    fn new_id(&self) -> Result<u64, Error> {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        if id > u64::from(u32::MAX) {
+            return Err(Error::InvalidState(
+                "client ids are exhausted (the payload tag holds 32 bits)".into(),
+            ));
+        }
+        Ok(id)
+    }
+
     /// Creates a simulated participant; returns its id and first offer.
     pub fn add_client(&self, opts: ClientOptions) -> Result<(u64, String), Error> {
-        let id = self.next_id.fetch_add(1, Relaxed);
+        let id = self.new_id()?;
         let stats = Arc::new(ClientStats::default());
         let offer = self.call(id, |reply| Command::Add {
             id,
@@ -255,7 +274,7 @@ impl LoadGen {
         opts: ClientOptions,
         relay: SocketAddr,
     ) -> Result<(u64, SocketAddr), Error> {
-        let id = self.next_id.fetch_add(1, Relaxed);
+        let id = self.new_id()?;
         let stats = Arc::new(ClientStats::default());
         let local = self.call(id, |reply| Command::AddRaw {
             id,
@@ -287,6 +306,14 @@ impl LoadGen {
             .map_err(|_| Error::NotRunning)?;
         let _ = w.waker.wake();
         Ok(())
+    }
+
+    /// Starts a fresh window for every client's `sources` (who sent what on which line).
+    pub fn reset_sources(&self) {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for s in registry.values() {
+            s.sources.lock().unwrap_or_else(|e| e.into_inner()).reset();
+        }
     }
 
     pub fn stats(&self) -> Snapshot {

@@ -1,10 +1,20 @@
 //! Synthetic payloads: Opus-sized audio and VP8 frames with well-formed payload descriptors,
-//! each carrying a send timestamp the receiver turns into one-way latency (same host).
+//! each carrying a send timestamp the receiver turns into one-way latency (same host) and the
+//! sending client's id, so a receiver can tell whose media a receive slot carries.
+//!
+//! The tag near a payload's start: `VMLG`, the send time (u64, big-endian CLOCK_MONOTONIC ns),
+//! then the sender's client id (u32, big-endian, never 0) when the payload has room for it.
+//! 3-byte audio DTX frames carry neither (they are too small): a receiver counts them as
+//! untagged (sender 0).
 
 /// Marks the 12-byte latency stamp: these 4 bytes, then the send time as a big-endian u64 of
 /// CLOCK_MONOTONIC nanoseconds.
 pub const STAMP_MAGIC: &[u8; 4] = b"VMLG";
 pub const STAMP_LEN: usize = 12;
+/// The sender's id after the stamp: a big-endian u32 (client ids are 1..=u32::MAX).
+pub const SENDER_LEN: usize = 4;
+/// Stamp and sender id together.
+pub const TAG_LEN: usize = STAMP_LEN + SENDER_LEN;
 /// The stamp is looked for in this many leading payload bytes.
 const STAMP_SEARCH: usize = 24;
 
@@ -25,8 +35,8 @@ pub const LEVEL_QUIET: i8 = -127;
 pub const VIDEO_FPS: u64 = 30;
 pub const VIDEO_TICKS_PER_FRAME: u32 = 3000;
 pub const KEYFRAME_FACTOR: usize = 3;
-/// Smallest packet that holds a first-packet keyframe header and the stamp.
-pub const MIN_VIDEO_PACKET: usize = 1 + 10 + STAMP_LEN + 8;
+/// Smallest packet that holds a first-packet keyframe header and the tag (stamp + sender).
+pub const MIN_VIDEO_PACKET: usize = 1 + 10 + TAG_LEN + 4;
 pub const KEYFRAME_WIDTH: u16 = 320;
 pub const KEYFRAME_HEIGHT: u16 = 240;
 
@@ -43,29 +53,60 @@ pub fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn put_stamp(buf: &mut Vec<u8>, now_ns: u64) {
+/// Writes the stamp, and the sender's id if `room` (the bytes left for the tag) allows.
+fn put_tag(buf: &mut Vec<u8>, now_ns: u64, sender: u32, room: usize) {
     buf.extend_from_slice(STAMP_MAGIC);
     buf.extend_from_slice(&now_ns.to_be_bytes());
+    if room >= TAG_LEN {
+        buf.extend_from_slice(&sender.to_be_bytes());
+    }
 }
 
-/// The send time carried in `payload`, if it has a stamp near its start.
-pub fn read_stamp(payload: &[u8]) -> Option<u64> {
-    let head = &payload[..payload.len().min(STAMP_SEARCH + STAMP_LEN)];
+/// What a payload's tag says: the send time, and the sender's client id when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    pub sent_ns: u64,
+    /// `None`: no sender id (the payload had no room, or the id field is 0).
+    pub sender: Option<u32>,
+}
+
+/// The tag carried in `payload`, if it has a stamp near its start (one search, no allocation).
+pub fn read_tag(payload: &[u8]) -> Option<Tag> {
+    let head = &payload[..payload.len().min(STAMP_SEARCH + TAG_LEN)];
     let at = head
         .windows(4)
         .take(STAMP_SEARCH + 1)
         .position(|w| w == STAMP_MAGIC)?;
     let bytes: [u8; 8] = head.get(at + 4..at + STAMP_LEN)?.try_into().ok()?;
-    Some(u64::from_be_bytes(bytes))
+    let sender = head
+        .get(at + STAMP_LEN..at + TAG_LEN)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
+        .filter(|&id| id != 0);
+    Some(Tag {
+        sent_ns: u64::from_be_bytes(bytes),
+        sender,
+    })
+}
+
+/// The send time carried in `payload`, if it has a stamp near its start.
+pub fn read_stamp(payload: &[u8]) -> Option<u64> {
+    read_tag(payload).map(|t| t.sent_ns)
+}
+
+/// The sender's client id carried in `payload`, if it has one.
+pub fn read_sender(payload: &[u8]) -> Option<u32> {
+    read_tag(payload).and_then(|t| t.sender)
 }
 
 /// An Opus packet of `size` bytes: a TOC byte (CELT, fullband, 20 ms, one frame), then the
-/// stamp when it fits, then filler.
-pub fn audio_payload(size: usize, now_ns: u64) -> Vec<u8> {
+/// stamp when it fits and the sender's id when that fits too (not in a 3-byte DTX frame),
+/// then filler.
+pub fn audio_payload(size: usize, now_ns: u64, sender: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(size.max(1));
     p.push(0xfc);
     if size > STAMP_LEN {
-        put_stamp(&mut p, now_ns);
+        put_tag(&mut p, now_ns, sender, size - 1);
     }
     p.resize(size.max(1), 0);
     p
@@ -87,8 +128,9 @@ pub fn split_frame(frame_bytes: usize, packet_bytes: usize) -> impl Iterator<Ite
 
 /// One VP8 RTP payload of `size` bytes (RFC 7741): a one-byte payload descriptor (S set on a
 /// frame's first packet, partition 0), on the first packet the VP8 payload header (P = 0 for a
-/// keyframe, followed by the start code 9d 01 2a and a 320x240 size), then the stamp, then filler.
-pub fn video_payload(size: usize, first: bool, key: bool, now_ns: u64) -> Vec<u8> {
+/// keyframe, followed by the start code 9d 01 2a and a 320x240 size), then the tag (stamp and
+/// sender id), then filler.
+pub fn video_payload(size: usize, first: bool, key: bool, now_ns: u64, sender: u32) -> Vec<u8> {
     let size = size.max(MIN_VIDEO_PACKET);
     let mut p = Vec::with_capacity(size);
     p.push(if first { 0x10 } else { 0x00 });
@@ -104,7 +146,7 @@ pub fn video_payload(size: usize, first: bool, key: bool, now_ns: u64) -> Vec<u8
             p.extend_from_slice(&KEYFRAME_HEIGHT.to_le_bytes());
         }
     }
-    put_stamp(&mut p, now_ns);
+    put_tag(&mut p, now_ns, sender, TAG_LEN);
     p.resize(size, 0);
     p
 }
@@ -132,20 +174,92 @@ mod tests {
     #[test]
     fn stamps_read_back_from_every_payload_kind() {
         let t = 0x0102_0304_0506_0708;
-        assert_eq!(read_stamp(&audio_payload(120, t)), Some(t));
-        assert_eq!(read_stamp(&audio_payload(40, t)), Some(t));
-        assert_eq!(read_stamp(&audio_payload(3, t)), None);
+        assert_eq!(read_stamp(&audio_payload(120, t, 7)), Some(t));
+        assert_eq!(read_stamp(&audio_payload(40, t, 7)), Some(t));
+        assert_eq!(read_stamp(&audio_payload(3, t, 7)), None);
         for (first, key) in [(true, true), (true, false), (false, false)] {
-            assert_eq!(read_stamp(&video_payload(1200, first, key, t)), Some(t));
+            assert_eq!(read_stamp(&video_payload(1200, first, key, t, 7)), Some(t));
+        }
+    }
+
+    #[test]
+    fn the_sender_id_reads_back_from_audio_and_video_payloads_beside_the_stamp() {
+        let t = 0x1122_3344_5566_7788;
+        for sender in [1u32, 2, 150, 0xdead_beef, u32::MAX] {
+            for size in [AUDIO_LOUD_BYTES, AUDIO_QUIET_BYTES, 1 + TAG_LEN] {
+                let p = audio_payload(size, t, sender);
+                assert_eq!(p.len(), size);
+                let tag = Tag {
+                    sent_ns: t,
+                    sender: Some(sender),
+                };
+                assert_eq!(read_tag(&p), Some(tag), "audio {size} bytes from {sender}");
+            }
+            for (first, key) in [(true, true), (true, false), (false, false)] {
+                for size in [MIN_VIDEO_PACKET, 100, 1200, 1400] {
+                    let p = video_payload(size, first, key, t, sender);
+                    assert_eq!(p.len(), size);
+                    assert_eq!(read_sender(&p), Some(sender), "video {size} {first} {key}");
+                    assert_eq!(read_stamp(&p), Some(t));
+                }
+            }
+        }
+        // Two senders' payloads of the same shape differ only in the id.
+        let a = video_payload(1200, true, true, t, 3);
+        let b = video_payload(1200, true, true, t, 4);
+        let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        assert_eq!(diff, vec![11 + TAG_LEN - 1]);
+    }
+
+    #[test]
+    fn payloads_too_small_for_the_id_carry_the_stamp_alone_or_nothing() {
+        let t = 42;
+        // Room for TOC + stamp but not the id: the stamp reads back, no sender.
+        let p = audio_payload(1 + STAMP_LEN, t, 9);
+        assert_eq!(
+            read_tag(&p),
+            Some(Tag {
+                sent_ns: t,
+                sender: None
+            })
+        );
+        let p = audio_payload(1 + STAMP_LEN + 3, t, 9);
+        assert_eq!(
+            read_tag(&p),
+            Some(Tag {
+                sent_ns: t,
+                sender: None
+            })
+        );
+        // A DTX frame has neither.
+        assert_eq!(read_tag(&audio_payload(AUDIO_DTX_BYTES, t, 9)), None);
+        // Id 0 means "no sender" (client ids start at 1).
+        assert_eq!(read_sender(&audio_payload(AUDIO_LOUD_BYTES, t, 0)), None);
+        // Truncated right after the stamp: no sender, no panic.
+        let full = video_payload(1200, false, false, t, 9);
+        assert_eq!(read_sender(&full[..1 + STAMP_LEN + 2]), None);
+        assert_eq!(read_stamp(&full[..1 + STAMP_LEN]), Some(t));
+    }
+
+    #[test]
+    fn video_payloads_with_the_id_stay_valid_vp8_for_the_engine() {
+        for sender in [1u32, 0x2a2a_2a2a, u32::MAX] {
+            let key = video_payload(1200, true, true, 5, sender);
+            assert!(visio_engine::vp8::is_keyframe_start(&key));
+            assert!(is_vp8_keyframe(&key));
+            let delta = video_payload(1200, true, false, 5, sender);
+            assert!(!visio_engine::vp8::is_keyframe_start(&delta));
+            let middle = video_payload(1200, false, false, 5, sender);
+            assert!(!visio_engine::vp8::is_keyframe_start(&middle));
         }
     }
 
     #[test]
     fn keyframes_are_recognisable_and_delta_frames_are_not() {
-        assert!(is_vp8_keyframe(&video_payload(1200, true, true, 1)));
-        assert!(!is_vp8_keyframe(&video_payload(1200, true, false, 1)));
-        assert!(!is_vp8_keyframe(&video_payload(1200, false, false, 1)));
-        let key = video_payload(1200, true, true, 1);
+        assert!(is_vp8_keyframe(&video_payload(1200, true, true, 1, 1)));
+        assert!(!is_vp8_keyframe(&video_payload(1200, true, false, 1, 1)));
+        assert!(!is_vp8_keyframe(&video_payload(1200, false, false, 1, 1)));
+        let key = video_payload(1200, true, true, 1, 1);
         assert_eq!(&key[7..11], &[0x40, 0x01, 0xf0, 0x00]);
     }
 

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use visio_engine::peer::SlotCounts;
-use visio_engine::{Engine, EngineConfig, EngineEvent, PeerId};
+use visio_engine::{Engine, EngineConfig, EngineEvent, PeerId, TrackId};
 use visio_loadgen::{ClientOptions, LoadGen, Snapshot};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -18,6 +18,12 @@ struct Rig {
     gen: LoadGen,
     /// engine peer → load client
     clients: HashMap<PeerId, u64>,
+    /// published track → the load client that publishes it
+    publishers: HashMap<TrackId, u64>,
+    /// per engine peer: its slot lines' mids, in slot order
+    lines: HashMap<PeerId, Vec<String>>,
+    /// per engine peer: slot → the track it carries now
+    slots: HashMap<PeerId, HashMap<usize, Option<TrackId>>>,
 }
 
 impl Rig {
@@ -37,6 +43,9 @@ impl Rig {
             engine,
             gen,
             clients: HashMap::new(),
+            publishers: HashMap::new(),
+            lines: HashMap::new(),
+            slots: HashMap::new(),
         }
     }
 
@@ -59,10 +68,23 @@ impl Rig {
         let end = Instant::now() + time;
         while Instant::now() < end {
             for e in self.engine.drain_events() {
-                if let EngineEvent::Offer { peer, sdp } = e {
-                    let id = self.clients[&peer];
-                    let answer = self.gen.apply_offer(id, sdp).expect("answer");
-                    self.engine.apply_answer(peer, answer).expect("applied");
+                match e {
+                    EngineEvent::Offer { peer, sdp } => {
+                        let id = self.clients[&peer];
+                        let answer = self.gen.apply_offer(id, sdp).expect("answer");
+                        self.engine.apply_answer(peer, answer).expect("applied");
+                    }
+                    EngineEvent::TrackPublished { peer, track, .. } => {
+                        self.publishers.insert(track, self.clients[&peer]);
+                    }
+                    EngineEvent::SlotLines { peer, lines } => {
+                        self.lines
+                            .insert(peer, lines.into_iter().map(|(mid, _)| mid).collect());
+                    }
+                    EngineEvent::SlotChanged { peer, slot, track } => {
+                        self.slots.entry(peer).or_default().insert(slot, track);
+                    }
+                    _ => {}
                 }
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -131,6 +153,70 @@ fn a_publisher_reaches_two_subscribers_with_no_loss_and_measured_latency() {
     let after = rig.gen.stats().totals;
     assert_eq!(after.sent_rtp, before);
     assert_eq!(after.ice_disconnected, 0);
+    rig.gen.stop();
+    rig.engine.stop();
+}
+
+/// mid → the load client whose track the engine says slot `mid` of `peer` carries.
+fn slot_senders(rig: &Rig, peer: PeerId) -> HashMap<String, u64> {
+    let lines = &rig.lines[&peer];
+    let mut out = HashMap::new();
+    for (slot, track) in &rig.slots[&peer] {
+        if let Some(track) = track {
+            out.insert(lines[*slot].clone(), rig.publishers[track]);
+        }
+    }
+    out
+}
+
+#[test]
+fn each_slot_line_receives_only_the_publisher_the_engine_put_in_it() {
+    let mut rig = Rig::new();
+    let opts = ClientOptions {
+        video_bitrate_bps: 200_000,
+        ..ClientOptions::default()
+    };
+    let a = rig.join("a", opts.clone());
+    let b = rig.join("b", opts.clone());
+    let sub = rig.join(
+        "sub",
+        ClientOptions {
+            audio: false,
+            video: false,
+            ..opts
+        },
+    );
+    let peer_of = |rig: &Rig, id: u64| {
+        *rig.clients
+            .iter()
+            .find(|(_, c)| **c == id)
+            .expect("a peer")
+            .0
+    };
+    rig.run(Duration::from_secs(3));
+    rig.gen.reset_sources();
+    rig.run(Duration::from_millis(1500));
+    let s = rig.gen.stats();
+    for (me, others) in [(a, vec![b]), (b, vec![a]), (sub, vec![a, b])] {
+        let want = slot_senders(&rig, peer_of(&rig, me));
+        // The others' audio and video, each in a slot of its own; never one's own.
+        let mut filled: Vec<u64> = want.values().copied().collect();
+        filled.sort_unstable();
+        let mut expect: Vec<u64> = others.iter().flat_map(|o| [*o, *o]).collect();
+        expect.sort_unstable();
+        assert_eq!(filled, expect, "client {me}: slots {want:?}");
+        let got = &client(&s, me).sources;
+        let mut lines_with_packets = std::collections::HashSet::new();
+        for (mid, sender, packets) in got {
+            assert_eq!(
+                want.get(mid),
+                Some(sender),
+                "client {me}: {packets} packets from {sender} on {mid}; slots {want:?}"
+            );
+            lines_with_packets.insert(mid.clone());
+        }
+        assert_eq!(lines_with_packets.len(), want.len(), "{me}: {got:?}");
+    }
     rig.gen.stop();
     rig.engine.stop();
 }
