@@ -75,6 +75,8 @@ class Room:
     empty_task: asyncio.Task[None] | None = None
     # Set while close_room removes the participants: no one joins a room being closed.
     closing: bool = False
+    # The last `active_speaker` list, told to each newcomer after the participant list.
+    speakers: list[str] = field(default_factory=list)
 
     def others(self, p: Participant) -> list[Participant]:
         return [q for q in self.participants.values() if q is not p]
@@ -254,6 +256,10 @@ class RoomManager:
         frames = [with_participants(head, others, pages[0])]
         for i, page in enumerate(pages[1:], start=2):
             frames.append(with_participants(last if i == len(pages) else more, others, page))
+        if room.speakers:
+            # Speakers are only announced when they change: a newcomer learns them here.
+            speakers = [i for i in room.speakers if i in room.participants]
+            frames.append(encode({"type": "active_speaker", "identities": speakers}))
         return frames
 
     def resend_pending(self, p: Participant) -> None:
@@ -709,6 +715,7 @@ class RoomManager:
             found = room.find_track(track_id)
             if found is not None and found[0].identity not in identities:
                 identities.append(found[0].identity)
+        room.speakers = identities
         room.broadcast({"type": "active_speaker", "identities": identities})
 
     # ------------------------------------------------------------------ shutdown

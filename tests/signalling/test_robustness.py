@@ -43,8 +43,14 @@ async def test_a_garbage_answer_gets_bad_sdp_and_a_fresh_offer_follows() -> None
             offer = frames["offer"]
             await b.send({"type": "answer", "sdp": await bob.answer_offer(offer["sdp"])})
             assert await b.request({"type": "ping", "id": "p"}) == {"type": "pong", "ref": "p"}
-            await wait_until(lambda: bob.receiver("alice", "video") is not None, 10,
-                             what="bob receives alice's video")
+            # The slots frames name alice's video in one of bob's slots, and it flows there.
+            while bob.receiver("alice", "video") is None:
+                slots = await b.recv_type("slots", within=10)
+                for slot in slots["slots"]:
+                    who = slot["identity"]
+                    bob.set_slot(slot["mid"], (who, slot["kind"]) if who else None)
+            video = bob.receiver("alice", "video")
+            assert video is not None and await video.wait_frames(5, 15.0), video
         finally:
             for s in socks:
                 await s.close()
