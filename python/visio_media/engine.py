@@ -250,6 +250,10 @@ class Engine:
     async def apply_answer(self, peer_id: int, answer_sdp: str) -> None:
         await self._run(self._native.apply_answer, peer_id, answer_sdp)
 
+    async def set_track_muted(self, peer_id: int, track_id: int, muted: bool) -> None:
+        """A muted video track takes no video slot (it would fill one with nothing)."""
+        await self._run(self._native.set_track_muted, peer_id, track_id, muted)
+
     async def set_layout(self, peer_id: int, track_ids: list[int], *, automatic: bool) -> None:
         """The video tracks the peer asks for, in priority order; ``automatic`` fills its
         spare video slots with everyone else's video too."""

@@ -628,6 +628,20 @@ class RoomManager:
         room.broadcast(
             {"type": "track_muted", "identity": identity, "track_id": track_id, "muted": muted}
         )
+        if p.peer_id is not None:
+            # A muted camera gives its video slots to someone with video.
+            self.supervisor.spawn(
+                self._engine_muted(p, p.peer_id, track_id, muted), f"mute-{track_id}"
+            )
+
+    async def _engine_muted(
+        self, p: Participant, peer_id: int, track_id: int, muted: bool
+    ) -> None:
+        try:
+            await self.engine.set_track_muted(peer_id, track_id, muted)
+        except VisioError as e:
+            # The track or the peer went away meanwhile.
+            p.logger().debug("set_track_muted skipped: %s", e)
 
     # ------------------------------------------------------------------ engine events
 

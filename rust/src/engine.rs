@@ -118,6 +118,21 @@ impl Engine {
         Ok(())
     }
 
+    fn set_track_muted(
+        &self,
+        py: Python<'_>,
+        peer_id: u64,
+        track_id: u64,
+        muted: bool,
+    ) -> PyResult<()> {
+        py.detach(|| {
+            self.read()
+                .set_track_muted(PeerId(peer_id), TrackId(track_id), muted)
+        })
+        .map_err(Failure)?;
+        Ok(())
+    }
+
     #[pyo3(signature = (peer_id, track_ids, *, automatic))]
     fn set_layout(
         &self,

@@ -248,3 +248,35 @@ async def test_a_long_participant_list_is_paged_in_before_connect_returns(
         assert not late.failures and not later.failures
     finally:
         await asyncio.gather(*(c.close() for c in [*crowd, late, later]))
+
+
+async def test_a_muted_camera_gives_its_video_slot_to_someone_with_video(
+    server: LiveServer,
+) -> None:
+    """In a room larger than one's video slots, a participant who turns the camera off (mute)
+    sends nothing: its slot goes to the next publisher, by colour, and comes back on unmute."""
+    publishers = [
+        MediaClient(server.ws_url, name, video=True) for name in list(PUBLISHERS)[:2]
+    ]
+    viewer = SlotViewer(server, "viewer", video_slots=1, audio_slots=0)
+    try:
+        for p in publishers:
+            await p.start()
+        await viewer.start()
+        first, second = (p.identity for p in publishers)
+        await wait_until(lambda: viewer.slot_identities("video") == {first}, 15, what="first")
+        await viewer.wait_video_colours()
+        camera = publishers[0].client.published_track_id(publishers[0].video)
+        assert camera is not None
+        await publishers[0].client.set_muted(camera, True)
+        await wait_until(
+            lambda: viewer.slot_identities("video") == {second}, 15, what="the next one"
+        )
+        await viewer.wait_video_colours()
+        await publishers[0].client.set_muted(camera, False)
+        await wait_until(lambda: viewer.slot_identities("video") == {first}, 15, what="back")
+        await viewer.wait_video_colours()
+    finally:
+        await viewer.close()
+        for p in publishers:
+            await p.close()

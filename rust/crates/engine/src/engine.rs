@@ -244,6 +244,17 @@ impl Engine {
         self.call(shard, |reply| Command::ApplyAnswer { id, sdp, reply })
     }
 
+    /// Marks `track`, published by `id`, muted or not (video slots pass muted video over).
+    pub fn set_track_muted(&self, id: PeerId, track: TrackId, muted: bool) -> Result<()> {
+        let shard = self.shard_of(id)?;
+        self.call(shard, |reply| Command::SetTrackMuted {
+            id,
+            track,
+            muted,
+            reply,
+        })
+    }
+
     /// The video tracks `id` asks for, in priority order; `automatic`: fill spare video
     /// slots with everyone else's video too.
     pub fn set_layout(&self, id: PeerId, tracks: Vec<TrackId>, automatic: bool) -> Result<()> {

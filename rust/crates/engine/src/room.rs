@@ -27,6 +27,8 @@ pub struct Track {
     pub level_at: Option<Instant>,
     /// When the track last counted as speaking.
     pub last_spoke: Option<Instant>,
+    /// Its publisher muted it (a camera turned off sends nothing): it takes no video slot.
+    pub muted: bool,
 }
 
 /// Where a track's packets go.
@@ -48,6 +50,7 @@ impl Track {
             level: SILENCE,
             level_at: None,
             last_spoke: None,
+            muted: false,
         }
     }
 

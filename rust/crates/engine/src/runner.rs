@@ -48,6 +48,12 @@ pub(crate) enum Command {
         sdp: String,
         reply: Reply<()>,
     },
+    SetTrackMuted {
+        id: PeerId,
+        track: TrackId,
+        muted: bool,
+        reply: Reply<()>,
+    },
     SetLayout {
         id: PeerId,
         tracks: Vec<TrackId>,
@@ -173,6 +179,14 @@ impl Runner {
                 }
                 Command::ApplyAnswer { id, sdp, reply } => {
                     let _ = reply.send(c.apply_answer(id, &sdp, now));
+                }
+                Command::SetTrackMuted {
+                    id,
+                    track,
+                    muted,
+                    reply,
+                } => {
+                    let _ = reply.send(c.set_track_muted(id, track, muted, now));
                 }
                 Command::SetLayout {
                     id,

@@ -242,6 +242,29 @@ impl ShardCore {
         opened.map(|_| ())
     }
 
+    /// Marks a track of `id` muted or not. A muted video track takes no video slot (it would
+    /// fill it with nothing); the slot goes to the next wanted source.
+    pub fn set_track_muted(
+        &mut self,
+        id: PeerId,
+        track: TrackId,
+        muted: bool,
+        now: Instant,
+    ) -> Result<()> {
+        let t = self
+            .rooms
+            .track_mut(track)
+            .filter(|t| t.publisher == id)
+            .ok_or(Error::UnknownTrack(track))?;
+        if t.muted != muted {
+            t.muted = muted;
+            let room = t.room.clone();
+            self.dirty_rooms.push(room);
+            self.refill(now);
+        }
+        Ok(())
+    }
+
     /// Sets the video tracks a receiver asks for, in priority order; `automatic` fills spare
     /// slots with everyone else's video too (a client that sent no layout).
     pub fn set_layout(
@@ -984,9 +1007,9 @@ impl ShardCore {
                 MediaKind::Audio => Box::new(order.audio.iter().copied()),
                 MediaKind::Video => {
                     let asked = p.layout.iter().copied().filter(|t| {
-                        self.rooms
-                            .track(*t)
-                            .is_some_and(|x| x.kind == MediaKind::Video && x.room == p.room)
+                        self.rooms.track(*t).is_some_and(|x| {
+                            x.kind == MediaKind::Video && x.room == p.room && !x.muted
+                        })
                     });
                     let speakers = order.speaker_video.iter().copied();
                     let everyone = order.video.iter().copied().filter(|_| p.automatic);
@@ -1165,7 +1188,7 @@ struct RoomOrder {
     audio: Vec<TrackId>,
     /// The video tracks of recent speakers, most recent first.
     speaker_video: Vec<TrackId>,
-    /// Every video track, in publish order.
+    /// Every video track that is not muted, in publish order.
     video: Vec<TrackId>,
 }
 
@@ -1177,7 +1200,11 @@ impl RoomOrder {
                 r.tracks
                     .iter()
                     .copied()
-                    .filter(|t| rooms.track(*t).is_some_and(|x| x.kind == MediaKind::Video))
+                    .filter(|t| {
+                        rooms
+                            .track(*t)
+                            .is_some_and(|x| x.kind == MediaKind::Video && !x.muted)
+                    })
                     .collect()
             })
             .unwrap_or_default();

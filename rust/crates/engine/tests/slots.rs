@@ -375,3 +375,63 @@ fn video_slots_take_the_layout_then_recent_speakers_and_automatic_mode_takes_eve
         "the layout, then the recent speaker"
     );
 }
+
+#[test]
+fn a_muted_camera_gives_its_video_slot_to_the_next_publisher() {
+    let mut sim = Sim::new();
+    let none = SlotCounts::default();
+    let people: Vec<usize> = (0..3)
+        .map(|i| sim.join_with_slots("room", &format!("p{i}"), &BOTH, none))
+        .collect();
+    let one = SlotCounts { video: 1, audio: 0 };
+    let bob = sim.join_with_slots("room", "bob", &LISTEN, one);
+    let bob_peer = sim.clients[bob].peer;
+    ready(&mut sim);
+    let videos: Vec<TrackId> = people.iter().map(|p| tracks_of(&sim, *p).1).collect();
+    let mut i = 0u16;
+    let mut run = |sim: &mut Sim| {
+        for _ in 0..25 {
+            for (k, c) in people.iter().enumerate() {
+                video(sim, *c, k as u8, i, true);
+            }
+            i += 1;
+            sim.advance(TICK);
+        }
+    };
+    run(&mut sim);
+    assert_eq!(
+        carried(&sim, bob_peer),
+        vec![Some(videos[0])],
+        "publish order"
+    );
+    let p0 = sim.clients[people[0]].peer;
+    sim.core
+        .set_track_muted(p0, videos[0], true, sim.now)
+        .expect("p0 mutes its camera");
+    run(&mut sim);
+    assert_eq!(
+        carried(&sim, bob_peer),
+        vec![Some(videos[1])],
+        "the next one"
+    );
+    // Named in a layout, a muted camera still takes no slot.
+    sim.core
+        .set_layout(bob_peer, vec![videos[0], videos[2]], false, sim.now)
+        .expect("layout");
+    run(&mut sim);
+    assert_eq!(carried(&sim, bob_peer), vec![Some(videos[2])]);
+    sim.core
+        .set_track_muted(p0, videos[0], false, sim.now)
+        .expect("p0 turns its camera on");
+    run(&mut sim);
+    assert_eq!(
+        carried(&sim, bob_peer),
+        vec![Some(videos[0])],
+        "back in its tile"
+    );
+    // Only the publisher may mute its tracks.
+    assert!(sim
+        .core
+        .set_track_muted(bob_peer, videos[1], true, sim.now)
+        .is_err());
+}
