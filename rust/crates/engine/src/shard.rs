@@ -91,8 +91,9 @@ pub struct ShardCore {
     srtcp: IdMap<PeerId, SrtcpReplay>,
 }
 
-/// How often active speakers are re-evaluated.
-const SPEAKER_TICK: Duration = Duration::from_millis(300);
+/// How often active speakers are re-evaluated (and slots refilled from them): a switch of the
+/// loud speaker reaches every receiver's slots within one tick plus the level smoothing.
+const SPEAKER_TICK: Duration = Duration::from_millis(100);
 
 impl ShardCore {
     pub fn new(
