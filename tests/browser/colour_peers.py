@@ -183,9 +183,10 @@ def shows(
     slots: list[dict[str, Any]],
     identity: str,
     rgb: tuple[int, int, int],
+    name: str | None = None,
 ) -> bool:
     """`identity` has a camera tile playing a slot that the server says carries `identity`,
-    and the tile's picture is `rgb`."""
+    and the tile's picture is `rgb` (and the tile shows `name`, if given)."""
     slot_of = {s["mid"]: s for s in slots}
     for t in tiles:
         if t["identity"] != identity or t["source"] != "camera" or not t["mid"]:
@@ -195,22 +196,30 @@ def shows(
             slot is not None
             and slot["identity"] == identity
             and colour_distance(t["colour"], rgb) <= COLOUR_TOLERANCE
+            and (name is None or t["name"] == name)
         )
     return False
 
 
 async def wait_tile_colours(
-    page: Any, want: dict[str, tuple[int, int, int]], within: float
+    page: Any,
+    want: dict[str, tuple[int, int, int]],
+    within: float,
+    names: dict[str, str] | None = None,
 ) -> tuple[bool, Any]:
     """Until every identity in `want` has a tile whose video shows its colour, from a slot the
-    server's `slots` frames name it in. Returns (ok, the tiles then or what was missing)."""
+    server's `slots` frames name it in (and, with `names`, whose name is that identity's).
+    Returns (ok, the tiles then or what was missing)."""
     deadline = time.monotonic() + within
     shown: dict[str, Any] = {"tiles": [], "slots": []}
     while time.monotonic() < deadline:
         shown = await page.evaluate(SHOWN_JS)
-        if all(shows(shown["tiles"], shown["slots"], i, rgb) for i, rgb in want.items()):
+        names = names or {}
+        if all(
+            shows(shown["tiles"], shown["slots"], i, rgb, names.get(i)) for i, rgb in want.items()
+        ):
             return True, [
-                {k: t[k] for k in ("identity", "mid", "colour", "videoWidth", "place")}
+                {k: t[k] for k in ("identity", "name", "mid", "colour", "videoWidth", "place")}
                 for t in shown["tiles"]
             ]
         await asyncio.sleep(0.3)

@@ -106,6 +106,7 @@ class RoomOfSixty(Scenario):
         self.console: list[str] = []
         self.members: list[Member] = []
         self.colours: dict[str, tuple[int, int, int]] = {}
+        self.names: dict[str, str] = {}  # identity -> the name it joined with
         self.voices: dict[str, SwitchableSine] = {}
         self.http: Any = None
 
@@ -150,6 +151,7 @@ class RoomOfSixty(Scenario):
                 for page, name, rgb in zip(pages, PAGE_NAMES, PAGE_COLOURS, strict=True):
                     ids.append(await join_via_ui(page, name, ROOM))
                     self.colours[ids[-1]] = rgb
+                    self.names[ids[-1]] = name
                 self.result["identities"] = ids
                 self.mark("pages_joined")
 
@@ -220,6 +222,7 @@ class RoomOfSixty(Scenario):
             m = Member(identity, name, rgb, voice=self.voices.get(identity))
             self.members.append(m)
             self.colours[identity] = rgb
+            self.names[identity] = name
             token = mint_token(server.secret, identity=identity, room=ROOM, name=name)
             await m.join(http, f"ws://127.0.0.1:{server.port}/ws", token)
 
@@ -242,14 +245,19 @@ class RoomOfSixty(Scenario):
         per = PAGE_TILES - 1
         for n, (page, order) in enumerate(zip(pages, orders, strict=True), 1):
             want = {i: self.colours[i] for i in order[:per]}
-            ok, detail = await wait_tile_colours(page, want, self.args.media_timeout)
+            ok, detail = await wait_tile_colours(
+                page, want, self.args.media_timeout, names={i: self.names[i] for i in want}
+            )
             self.check(f"page{n}_grid_page1_shows_its_people_by_colour", ok, detail)
         for page in pages:
             await page.evaluate("() => visio.nextPage()")
         for n, (page, order) in enumerate(zip(pages, orders, strict=True), 1):
             first, second = order[:per], order[per : 2 * per]
             ok, detail = await wait_tile_colours(
-                page, {i: self.colours[i] for i in second}, self.args.media_timeout
+                page,
+                {i: self.colours[i] for i in second},
+                self.args.media_timeout,
+                names={i: self.names[i] for i in second},
             )
             self.check(f"page{n}_grid_page2_shows_the_next_people_by_colour", ok, detail)
             carried = await self.wait_video_slots(page, lambda c, f=first: not set(f) & c)
