@@ -73,28 +73,35 @@ VIEWPORT = {"width": 1000, "height": 640}
 SWITCH_LIMIT_S = 1.0
 
 # Resolves with Date.now() at the first poll where the speaker tile is `id` showing `rgb`.
+# Cheapest tests first: the poll runs every 20 ms on each page during the measurement, and
+# `tileList` forces a layout.
 SPEAKER_TILE_JS = """({id, rgb, tol}) => {
   if (visio.featured !== id) return false;
-  const t = visio.tileList.find((x) => x.identity === id && x.source === 'camera');
-  if (!t || t.place !== 'featured') return false;
   const c = visio.sampleTileColor(id);
   if (!c || Math.hypot(c.r - rgb[0], c.g - rgb[1], c.b - rgb[2]) > tol) return false;
+  const t = visio.tileList.find((x) => x.identity === id && x.source === 'camera');
+  if (!t || t.place !== 'featured') return false;
   return Date.now();
 }"""
 
-
-# Records, for the report, when the page first learnt each step of a speaker change to `id`:
-# `active_speaker` names it first, a video slot carries it, the speaker tile shows it.
+# Records, for the report, when the page first saw each step of a speaker change to `id`:
+# `active_speaker` names it first (speaker), it is the speaker tile (featured), a video slot
+# carries it (slot), the speaker tile's <video> has a picture from that slot (video).
 WATCH_SWITCH_JS = """(id) => {
   const seen = window.__switch = {};
   const timer = setInterval(() => {
     const now = Date.now();
     if (!seen.speaker && (visio.speakers || [])[0] === id) seen.speaker = now;
-    const slot = visio.slots.some((s) => s.kind === 'video' && s.identity === id);
-    if (!seen.slot && slot) seen.slot = now;
     if (!seen.featured && visio.featured === id) seen.featured = now;
-    if (seen.speaker && seen.slot && seen.featured) clearInterval(timer);
-  }, 10);
+    if (!seen.slot && visio.slots.some((s) => s.kind === 'video' && s.identity === id)) {
+      seen.slot = now;
+    }
+    if (seen.featured && seen.slot && !seen.video) {
+      const tile = visio.tileList.find((t) => t.identity === id && t.place === 'featured');
+      if (tile && tile.mid && tile.videoWidth > 0) seen.video = now;
+    }
+    if (seen.speaker && seen.featured && seen.slot && seen.video) clearInterval(timer);
+  }, 25);
   setTimeout(() => clearInterval(timer), 10000);
 }"""
 
