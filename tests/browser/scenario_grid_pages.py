@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import fractions
 import json
 import math
 import sys
 import time
 from typing import Any
 
+from colour_peers import Member, SineAudioTrack, wait_tile_colours
 from scenario_meeting_common import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
-    REPO,
     Scenario,
     ServerProcess,
     log,
@@ -43,8 +41,6 @@ from scenario_meeting_common import (
     page_debug,
     patch_aioice,
 )
-
-sys.path.insert(0, str(REPO / "tests"))
 
 ROOM = "big"
 COLOURS = [  # distinct, saturated: VP8 keeps them within a few units
@@ -60,156 +56,6 @@ IDLE_PARTICIPANTS = 50
 PAGE_TILES = 4  # ourselves + 3 others
 VIDEO_SLOTS = 3
 VIEWPORT = {"width": 1000, "height": 640}
-COLOUR_TOLERANCE = 60.0  # Euclidean RGB distance to the expected colour
-
-
-def colour_distance(a: dict[str, int] | None, rgb: tuple[int, int, int]) -> float:
-    if not a:
-        return math.inf
-    return math.dist((a["r"], a["g"], a["b"]), rgb)
-
-
-class SolidColourTrack:
-    """A video track of one solid colour (aiortc MediaStreamTrack, built lazily)."""
-
-    @staticmethod
-    def make(rgb: tuple[int, int, int], fps: int = 10) -> Any:
-        import numpy as np
-        from aiortc import MediaStreamTrack
-        from av import VideoFrame
-
-        frame_rgb = np.zeros((120, 160, 3), dtype=np.uint8)
-        frame_rgb[:, :] = rgb
-
-        class Track(MediaStreamTrack):
-            kind = "video"
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.start: float | None = None
-                self.n = 0
-
-            async def recv(self) -> Any:
-                if self.start is None:
-                    self.start = time.monotonic()
-                else:
-                    self.n += 1
-                    wait = self.start + self.n / fps - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                frame = VideoFrame.from_ndarray(frame_rgb, format="rgb24")
-                frame.pts = self.n * (90000 // fps)
-                frame.time_base = fractions.Fraction(1, 90000)
-                return frame
-
-        return Track()
-
-
-class Member:
-    """One participant speaking protocol v2 over a plain WebSocket; with a colour it publishes
-    a solid-colour camera (aiortc), without one it only holds its signalling socket."""
-
-    def __init__(
-        self, identity: str, name: str, rgb: tuple[int, int, int] | None, *, speaks: bool = False
-    ) -> None:
-        self.identity = identity
-        self.name = name
-        self.rgb = rgb
-        self.speaks = speaks  # also publishes a loud sine (the room's active speaker)
-        self.ws: Any = None
-        self.pc: Any = None
-        self.reader: asyncio.Task[None] | None = None
-        self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.errors: list[str] = []
-        self.answered = asyncio.Event()  # our offer is answered: server offers can be taken
-
-    async def join(self, session: Any, ws_url: str, token: str) -> None:
-        self.ws = await session.ws_connect(ws_url, heartbeat=None)
-        await self.ws.send_json(
-            {"type": "join", "token": token, "video_slots": 0, "audio_slots": 0}
-        )
-        msg = await self._next_reply()
-        if msg.get("type") != "joined":
-            raise RuntimeError(f"{self.identity}: join answered {msg}")
-        self.reader = asyncio.create_task(self._read(), name=f"reader {self.identity}")
-        if self.rgb is None:
-            return
-        from aiortc import RTCPeerConnection, RTCSessionDescription
-        from aiortc.rtcconfiguration import RTCConfiguration
-
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        transceiver = self.pc.addTransceiver(SolidColourTrack.make(self.rgb), direction="sendonly")
-        sources = {}
-        if self.speaks:
-            from helpers.media import SineAudioTrack
-
-            mic = self.pc.addTransceiver(SineAudioTrack(440.0, amplitude=0.5), direction="sendonly")
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        sources[transceiver.mid] = "camera"
-        if self.speaks:
-            sources[mic.mid] = "microphone"
-        await self.ws.send_json(
-            {
-                "type": "offer",
-                "id": "o1",
-                "sdp": self.pc.localDescription.sdp,
-                "sources": sources,
-            }
-        )
-        answer = await asyncio.wait_for(self.replies.get(), 15)
-        if answer.get("type") != "answer":
-            raise RuntimeError(f"{self.identity}: offer answered {answer}")
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-        self.answered.set()
-
-    async def _next_reply(self) -> dict[str, Any]:
-        while True:
-            msg = await asyncio.wait_for(self.ws.receive_json(), 15)
-            if msg.get("type") in ("joined", "error"):
-                return dict(msg)
-
-    async def _read(self) -> None:
-        from aiohttp import WSMsgType
-
-        async for raw in self.ws:
-            if raw.type != WSMsgType.TEXT:
-                break
-            try:
-                await self._handle(json.loads(raw.data))
-            except Exception as e:  # recorded: the scenario fails on member errors
-                self.errors.append(f"handling a frame: {e!r}")
-
-    async def _handle(self, msg: dict[str, Any]) -> None:
-        from aiortc import RTCSessionDescription
-
-        kind = msg.get("type")
-        if kind in ("answer",) or (kind == "error" and msg.get("ref") == "o1"):
-            await self.replies.put(msg)
-        elif kind == "offer" and self.pc is not None:
-            # Our receive slots (none asked): answer so the exchange completes, after the answer
-            # to our own offer is applied (it reaches us first).
-            await asyncio.wait_for(self.answered.wait(), 15)
-            await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await self.ws.send_json({"type": "answer", "sdp": self.pc.localDescription.sdp})
-        elif kind == "error":
-            self.errors.append(f"{msg.get('code')}: {msg.get('message')}")
-
-    async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reader
-        if self.pc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.pc.close(), 5)
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(), 5)
-
-
-# JS: the tiles on screen with their sampled colours.
-TILES_JS = """() => visio.tileList.map((t) => ({...t, colour: visio.sampleTileColor(t.key)}))"""
 
 
 class GridPages(Scenario):
@@ -239,7 +85,8 @@ class GridPages(Scenario):
                     (f"idle-{i:02d}", f"Idle {i:02d}", None) for i in range(IDLE_PARTICIPANTS)
                 ]
                 for identity, name, rgb in people:
-                    m = Member(identity, name, rgb, speaks=identity == speaker)
+                    voice = SineAudioTrack(440.0, amplitude=0.5) if identity == speaker else None
+                    m = Member(identity, name, rgb, voice=voice)
                     self.members.append(m)
                     token = mint_token(server.secret, identity=identity, room=ROOM, name=name)
                     await m.join(http, ws_url, token)
@@ -281,24 +128,7 @@ class GridPages(Scenario):
     async def wait_colours(
         self, page: Any, want: dict[str, tuple[int, int, int]]
     ) -> tuple[bool, Any]:
-        """Until every identity in `want` has a tile whose video shows its colour."""
-        deadline = time.monotonic() + self.args.media_timeout
-        tiles: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            tiles = await page.evaluate(TILES_JS)
-            by_id = {t["identity"]: t for t in tiles if t["source"] == "camera"}
-            if all(
-                ident in by_id
-                and by_id[ident]["mid"]
-                and colour_distance(by_id[ident]["colour"], rgb) <= COLOUR_TOLERANCE
-                for ident, rgb in want.items()
-            ):
-                return True, [
-                    {k: t[k] for k in ("identity", "mid", "colour", "videoWidth", "place")}
-                    for t in tiles
-                ]
-            await asyncio.sleep(0.5)
-        return False, {"want": want, "tiles": tiles, "slots": await page.evaluate("visio.slots")}
+        return await wait_tile_colours(page, want, self.args.media_timeout)
 
     async def steps(self, page: Any) -> None:
         state = await page.evaluate("() => ({state: visio.state, error: visio.error})")

@@ -385,6 +385,44 @@ class LoadRun:
             self._progress(prev, cur, now - prev_t, cpu)
             prev, prev_cpu, prev_t = cur, cpu_now, now
 
+    async def _leave_all(self) -> None:
+        self._leaving = True
+        for p in self.participants:
+            if p.ws is not None and not p.ws.closed:
+                with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                    await p.ws.send_json({"type": "leave"})
+                await p.ws.close()
+
+    async def crowd(self, joined: asyncio.Event, leave: asyncio.Event) -> list[Participant]:
+        """Holds the participants in their rooms, without measuring: joins them all (paced at
+        `join_rate`), sets `joined` once every join has succeeded or failed, keeps them
+        publishing and answering the server until `leave` is set, then they leave. For tests
+        that need a crowd of cheap, real participants around other clients (a browser meeting
+        of 60). Returns the participants (`failure` says why one did not join)."""
+        self.gen.start()
+        try:
+            connector = aiohttp.TCPConnector(limit=0)  # see run()
+            async with aiohttp.ClientSession(connector=connector) as session:
+                self.session = session
+                if not self.participants:
+                    self._all_settled.set()
+                async with asyncio.TaskGroup() as tg:
+                    for i, p in enumerate(self.participants):
+                        tg.create_task(
+                            self._participant(p, i / self.o.join_rate), name=f"crowd {p.identity}"
+                        )
+                    join_deadline = (
+                        len(self.participants) / self.o.join_rate + JOIN_TIMEOUT_SECONDS + 1
+                    )
+                    async with asyncio.timeout(join_deadline):
+                        await self._all_settled.wait()
+                    joined.set()
+                    await leave.wait()
+                    await self._leave_all()
+        finally:
+            self.gen.stop()
+        return self.participants
+
     async def run(self) -> dict[str, Any]:
         if self.server_pid is None and (port := self.o.port()) is not None:
             u = urllib.parse.urlsplit(self.o.url)
@@ -440,12 +478,7 @@ class LoadRun:
             self._take_sources(self.gen.stats())
             if o.progress:
                 print(file=self.out)
-            self._leaving = True
-            for p in self.participants:
-                if p.ws is not None and not p.ws.closed:
-                    with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-                        await p.ws.send_json({"type": "leave"})
-                    await p.ws.close()
+            await self._leave_all()
         final = self.gen.stats()
         window = Window(
             seconds=t_end - t_start,

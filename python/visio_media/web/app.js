@@ -1244,6 +1244,8 @@ window.visio = {
   get view() { return app.view; },
   get pinned() { return app.pinned; },
   get featured() { return app.view === "speaker" ? app.featured : null; },
+  /** The server's last `active_speaker` list (loudest first), or null before it said any. */
+  get speakers() { return app.session && app.session.speakers ? [...app.session.speakers] : null; },
   /** The last `layout` sent and how many were sent. */
   get lastLayout() { return app.lastLayout; },
   get layoutsSent() { return app.layoutsSent; },
