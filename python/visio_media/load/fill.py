@@ -54,6 +54,17 @@ class Step:
     def p95(self) -> float | None:
         return percentile(self.join_times(), 0.95)
 
+    def phases_ms(self) -> dict[str, float | None]:
+        """Mean over the batch, in ms from sending `join`: `joined` received, the answer to
+        our offer received, the server's slot offer answered."""
+        def mean(field: str) -> float | None:
+            vals = [(getattr(p, field) - p.join_sent_ns) / 1e6 for p in self.joiners
+                    if getattr(p, field) is not None and p.join_sent_ns is not None]
+            return round(sum(vals) / len(vals), 2) if vals else None
+
+        return {"joined": mean("joined_ns"), "answer": mean("answered_ns"),
+                "slot_offer_answered": mean("slots_answered_ns")}
+
     def offer_bytes(self) -> list[int]:
         return [p.first_offer_bytes for p in self.joiners if p.first_offer_bytes is not None]
 
@@ -73,6 +84,7 @@ class Step:
             "command_us_per_join": _rnd(self.command_seconds / joins * 1e6
                                         if self.command_seconds is not None and joins
                                         else None, 1),
+            "phases_ms": self.phases_ms(),
             "wall_seconds": _rnd(self.wall_seconds, 3),
         }
 

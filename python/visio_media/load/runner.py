@@ -98,6 +98,10 @@ class Participant:
     slots_answered_ns: int | None = None
     # Size (bytes) of the server's first offer (its slot lines plus the participant's own).
     first_offer_bytes: int | None = None
+    # That offer itself (kept for participants added by join_more only).
+    first_offer_sdp: str | None = None
+    # Kept by join_more: the participant's own signalling timeline is in the *_ns fields.
+    keep_offer: bool = False
     # The WebSocket's close code once it closed (None while open).
     close_code: int | None = None
     failure: str | None = None
@@ -258,6 +262,8 @@ class LoadRun:
                 if p.slots_answered_ns is None:
                     p.slots_answered_ns = time.monotonic_ns()
                     p.first_offer_bytes = size
+                    if p.keep_offer:
+                        p.first_offer_sdp = sdp
                     self._settle(p)
             elif kind == "slots":
                 self._on_slots(p, data)
@@ -418,6 +424,7 @@ class LoadRun:
                 audio=i < audio,
                 video=i < video,
                 loud=i < loud,
+                keep_offer=True,
             )
             for i in range(n)
         ]
