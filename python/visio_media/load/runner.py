@@ -377,13 +377,19 @@ class LoadRun:
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 self.session = session
-                async with asyncio.TaskGroup() as tg:
-                    self._tg = tg
-                    try:
-                        yield self
-                    finally:
-                        self._tg = None
-                        await self._leave_all()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        self._tg = tg
+                        try:
+                            yield self
+                        finally:
+                            self._tg = None
+                            await self._leave_all()
+                except ExceptionGroup as group:
+                    # One failure (the caller's, usually): raise it as it was raised.
+                    if len(group.exceptions) == 1:
+                        raise group.exceptions[0] from None
+                    raise
         finally:
             self.gen.stop()
 
