@@ -149,7 +149,7 @@ MAX_AUDIO_SLOTS = 16
 
 @dataclass(frozen=True)
 class RoomConfig:
-    max_participants: int = 100
+    max_participants: int = 150
     empty_timeout_seconds: float = 300.0
     reconnect_grace_seconds: float = 20.0
     auto_create: bool = True

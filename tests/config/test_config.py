@@ -496,7 +496,7 @@ def test_dataclasses_are_frozen_with_the_agreed_defaults() -> None:
         cfg.room.empty_timeout_seconds,
         cfg.room.reconnect_grace_seconds,
         cfg.room.auto_create,
-    ) == (100, 300.0, 20.0, True)
+    ) == (150, 300.0, 20.0, True)
     assert (cfg.signalling.max_message_bytes, cfg.signalling.handshake_timeout_seconds) == (
         65536,
         10.0,

@@ -97,6 +97,31 @@ def parse_counters(text: str) -> dict[str, float]:
     return out
 
 
+def parse_samples(text: str) -> dict[str, float]:
+    """Every unlabelled sample (counters with their `_total`, gauges) of a Prometheus text
+    exposition, by full name."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or "{" in line:
+            continue
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        try:
+            out[parts[0]] = float(parts[1])
+        except ValueError:
+            continue
+    return out
+
+
+async def scrape_samples(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's unlabelled samples now (`parse_samples`). Raises aiohttp.ClientError /
+    TimeoutError on failure."""
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        resp.raise_for_status()
+        return parse_samples(await resp.text())
+
+
 async def scrape(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
     """The server's counters now. Raises aiohttp.ClientError / TimeoutError on failure."""
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
@@ -63,6 +64,10 @@ class LoadOptions:
     # Once everyone has joined, each participant sends a `layout` of this many tiles: the video
     # publishers of its room but itself, starting at its own index (0: no layout, automatic).
     layout_tiles: int = 0
+    # Largest frame a participant's WebSocket accepts from the server; a larger one closes it
+    # with 1009, as the server does with ours (its `signalling.max_message_bytes` is the limit a
+    # client may apply both ways: protocol.md, "Frame sizes").
+    max_frame_bytes: int = 1 << 22
 
     def metrics(self) -> str:
         if self.metrics_url:
@@ -85,8 +90,20 @@ class Participant:
     loud: bool
     client_id: int | None = None
     started_ns: int = 0
+    # When `join` was sent, and when the answer to the server's first offer (the receive slots)
+    # was sent: from then on the participant can receive. Their difference is its join time.
+    join_sent_ns: int | None = None
     joined_ns: int | None = None
     answered_ns: int | None = None
+    slots_answered_ns: int | None = None
+    # Size (bytes) of the server's first offer (its slot lines plus the participant's own).
+    first_offer_bytes: int | None = None
+    # That offer itself (kept for participants added by join_more only).
+    first_offer_sdp: str | None = None
+    # Kept by join_more: the participant's own signalling timeline is in the *_ns fields.
+    keep_offer: bool = False
+    # The WebSocket's close code once it closed (None while open).
+    close_code: int | None = None
     failure: str | None = None
     disconnected: bool = False
     ws: aiohttp.ClientWebSocketResponse | None = None
@@ -149,6 +166,10 @@ class LoadRun:
         # Participants whose join succeeded or failed; the event fires when all have.
         self._settled = 0
         self._all_settled = asyncio.Event()
+        # join_more(): identity -> set once its join failed, its slot offer was answered, or its
+        # socket closed; and the task group that serves the participants it added.
+        self._ready: dict[str, asyncio.Event] = {}
+        self._tg: asyncio.TaskGroup | None = None
 
     # ---- signalling per participant -----------------------------------------------------
 
@@ -178,12 +199,15 @@ class LoadRun:
             raise RuntimeError("no HTTP session")
         token = mint_token(self.o.secret, identity=p.identity, room=p.room)
         p.started_ns = time.monotonic_ns()
-        p.ws = await self.session.ws_connect(self.o.url, heartbeat=None, max_msg_size=1 << 22)
+        p.ws = await self.session.ws_connect(
+            self.o.url, heartbeat=None, max_msg_size=self.o.max_frame_bytes
+        )
         join: dict[str, Any] = {"type": "join", "token": token, "id": "join"}
         if self.o.video_slots is not None:
             join["video_slots"] = self.o.video_slots
         if self.o.audio_slots is not None:
             join["audio_slots"] = self.o.audio_slots
+        p.join_sent_ns = time.monotonic_ns()
         await p.ws.send_json(join)
         joined = await self._next(p, {"joined"})
         p.joined_ns = time.monotonic_ns()
@@ -235,14 +259,22 @@ class LoadRun:
                 size = len(sdp.encode())
                 p.server_offer_bytes = max(p.server_offer_bytes or 0, size)
                 await ws.send_json({"type": "answer", "sdp": answer})
+                if p.slots_answered_ns is None:
+                    p.slots_answered_ns = time.monotonic_ns()
+                    p.first_offer_bytes = size
+                    if p.keep_offer:
+                        p.first_offer_sdp = sdp
+                    self._settle(p)
             elif kind == "slots":
                 self._on_slots(p, data)
             elif kind == "error":
                 p.error(f"error:{data.get('code')}")
             elif kind == "left":
                 break
+        p.close_code = ws.close_code
         if not self._leaving:
             p.disconnected = True
+        self._settle(p)
 
     async def _send_layouts(self) -> None:
         """Each joined participant asks for `layout_tiles` videos: the video publishers of its
@@ -319,8 +351,110 @@ class LoadRun:
             log.debug("%s failed to join: %s", p.identity, p.failure)
             if p.ws is not None:
                 await p.ws.close()
+                p.close_code = p.ws.close_code
+            self._settle(p)
             return
         await self._serve(p)
+
+    def _settle(self, p: Participant) -> None:
+        if (ready := self._ready.get(p.identity)) is not None:
+            ready.set()
+
+    # ---- a room filled step by step (join_more) -------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[LoadRun]:
+        """Starts the generator and the HTTP session for `join_more`; on exit every participant
+        leaves and the generator stops. The participants' signalling tasks run in a task group
+        of this context (a failure of one ends the run)."""
+        if self.participants:
+            raise RuntimeError("join_more adds its own participants: build with participants=0")
+        if self.server_pid is None and (port := self.o.port()) is not None:
+            u = urllib.parse.urlsplit(self.o.url)
+            if u.hostname in ("127.0.0.1", "localhost", "::1"):
+                self.server_pid = probe.find_listening_pid(port)
+        self.gen.start()
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                self.session = session
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        self._tg = tg
+                        try:
+                            yield self
+                        finally:
+                            self._tg = None
+                            await self._leave_all()
+                except ExceptionGroup as group:
+                    # One failure (the caller's, usually): raise it as it was raised.
+                    if len(group.exceptions) == 1:
+                        raise group.exceptions[0] from None
+                    raise
+        finally:
+            self.gen.stop()
+
+    async def _leave_all(self) -> None:
+        self._leaving = True
+        for p in self.participants:
+            if p.ws is not None and not p.ws.closed:
+                with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                    await p.ws.send_json({"type": "leave"})
+                await p.ws.close()
+
+    async def join_more(
+        self,
+        n: int,
+        *,
+        audio: int = 0,
+        video: int = 0,
+        loud: int = 0,
+        concurrency: int = 1,
+    ) -> list[Participant]:
+        """Adds `n` participants to room `PREFIX-0` (the first `audio` / `video` / `loud` of them
+        publish audio / video / speak loudly; the others only receive) and joins them,
+        `concurrency` at a time; each join is over when its answer to the server's slot offer
+        is sent, or it failed (`failure`; within JOIN_TIMEOUT_SECONDS). Returns them: their
+        join time is `join_seconds(p)`, their first server offer's size `first_offer_bytes`.
+        They stay, served, until `connected()` exits. Only inside `connected()`."""
+        tg = self._tg
+        if tg is None:
+            raise RuntimeError("join_more runs inside connected()")
+        if n < 0 or concurrency < 1:
+            raise ValueError("n must be >= 0 and concurrency >= 1")
+        room = f"{self.o.room_prefix}-0"
+        start = len(self.participants)
+        added = [
+            Participant(
+                room=room,
+                identity=f"{room}-p{start + i}",
+                audio=i < audio,
+                video=i < video,
+                loud=i < loud,
+                keep_offer=True,
+            )
+            for i in range(n)
+        ]
+        self.participants.extend(added)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(p: Participant) -> None:
+            async with gate:
+                ready = self._ready[p.identity] = asyncio.Event()
+                tg.create_task(self._participant(p, 0.0), name=f"load {p.identity}")
+                try:
+                    # The join has its own limit (JOIN_TIMEOUT_SECONDS); the slot offer after.
+                    async with asyncio.timeout(JOIN_TIMEOUT_SECONDS * 2):
+                        await ready.wait()
+                except TimeoutError:
+                    if p.failure is None:
+                        p.failure = "timeout:slot_offer"
+                if p.failure is None and p.slots_answered_ns is None:
+                    p.failure = f"closed_before_slot_offer ({p.close_code})"
+
+        async with asyncio.TaskGroup() as batch:
+            for p in added:
+                batch.create_task(one(p), name=f"join {p.identity}")
+        return added
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -424,6 +558,7 @@ class LoadRun:
         return self.participants
 
     async def run(self) -> dict[str, Any]:
+        """The whole run of `visio-media load` (participants as the options say)."""
         if self.server_pid is None and (port := self.o.port()) is not None:
             u = urllib.parse.urlsplit(self.o.url)
             if u.hostname in ("127.0.0.1", "localhost", "::1"):
@@ -522,6 +657,14 @@ class LoadRun:
             "participants_with_offer": len(sizes),
             "participants_with_slots": sum(1 for p in joined if p.slots.frames > 0),
         } | self.slot_check().report()
+
+
+def join_seconds(p: Participant) -> float | None:
+    """From sending `join` to answering the server's slot offer (the participant can receive);
+    None if it did not get that far."""
+    if p.join_sent_ns is None or p.slots_answered_ns is None:
+        return None
+    return (p.slots_answered_ns - p.join_sent_ns) / 1e9
 
 
 def run_load(options: LoadOptions, *, as_json: bool, out: TextIO = sys.stdout) -> int:

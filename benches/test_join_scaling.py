@@ -1,0 +1,153 @@
+"""Join time as one room fills to 14, 50, 150 and 500 participants, and the shard's control
+work per join: the method of tests/load/test_load_fill.py (`visio_media.load.fill`), on a real
+`visio-media serve --dev` process (one shard, rooms of up to 500, 127.0.0.1).
+
+Publishers join first: 3 audio (1 loud; 2 quiet with DTX, 3-byte frames every 400 ms) and one
+100 kbit/s VP8 video (the loud speaker's). Then, at each size N, a batch of 10 receive-only
+joins, one at a time, takes the room from N - 10 to N (the joins in between are not measured,
+8 at a time). Media is kept modest so that 500 load-generator participants and the server fit
+on this 2-core machine: each receiver gets about 50 (loud audio) + 5 (DTX) + 30 (video) packets
+a second, ~42 k out-pps at 500.
+
+Per step: join time p50/p95/max (from sending `join` to answering the server's slot offer),
+the mean of each phase (`joined`, answer to the publish offer, slot offer answered), the
+server's offer size, and from the engine's counters over the batch: control commands per join
+and shard seconds per join (`visio_engine_command_seconds_total`, wall-clock time the shard
+thread spent in commands: preemption by other processes counts). Ratios are to the step at 14
+of the same run. The v1 estimate (one m-line per track, renegotiated with everyone on every
+join) uses the issue's figure of 75 us per m-line; it is an estimate, not a measurement.
+
+pytest-benchmark times the whole fill (one round); the figures are in `extra_info`. Run:
+``python -m pytest benches/test_join_scaling.py --benchmark-only -s``. Results in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from visio_media.load.fill import Step, fill_steps
+from visio_media.load.runner import LoadOptions, LoadRun
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "b3nch-s3cret-for-the-join-scaling-run-Rt5Kq9Wm"  # 46 bytes
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
+SIZES = (14, 50, 150, 500)
+BATCH = 10
+# The issue's figure for a v1 per-track negotiation, per m-line (estimate).
+V1_SECONDS_PER_MLINE = 75e-6
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[int]:
+    """`visio-media serve --dev`: 127.0.0.1, a free port, one shard, rooms of up to 500.
+    Yields its HTTP port; stopped by its own handle."""
+    config = tmp_path / "visio.toml"
+    config.write_text(
+        f'[media]\nshards = 1\nbind_ip = "127.0.0.1"\n[room]\nmax_participants = {SIZES[-1]}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["VISIO_SECRET"] = SECRET
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visio_media", "serve", "--dev", "--config", str(config),
+         "--port", "0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=str(REPO), env=env,
+    )
+    port: list[int] = []
+    ready = threading.Event()
+
+    def read_log() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:  # read to the end, so the pipe never fills
+            m = LISTENING.search(raw.decode(errors="replace"))
+            if m and not port:
+                port.append(int(m.group(1)))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    try:
+        if not ready.wait(30) or not port:
+            pytest.fail("the server did not start listening")
+        yield port[0]
+    finally:
+        proc.kill()
+        proc.wait(10)
+        reader.join(5)
+
+
+def v1_estimate_seconds(size: int) -> float:
+    """Shard time one join would cost under v1 (every participant publishing audio + camera,
+    everyone subscribed to every track, one m-line per track): the joiner negotiates 2 m-lines
+    of its own + 2 per other participant, and each of the others renegotiates its whole SDP
+    (2 + 2 * (size - 1) m-lines) to add the joiner's two tracks. An estimate from the issue's
+    75 us per m-line, for comparison only."""
+    lines = 2 + 2 * (size - 1)
+    return V1_SECONDS_PER_MLINE * lines * size
+
+
+async def _fill(port: int) -> list[Step]:
+    run = LoadRun(
+        LoadOptions(
+            url=f"ws://127.0.0.1:{port}/ws",
+            secret=SECRET,
+            participants=0,
+            dtx=True,
+            video_bitrate_bps=100_000,
+            keyframe_interval_s=2.0,
+            room_prefix="joins",
+            progress=False,
+            max_frame_bytes=65536,
+        )
+    )
+    async with run.connected():
+        return await fill_steps(run, SIZES, batch=BATCH, audio=3, video=1, loud=1)
+
+
+def test_join_time_and_shard_time_per_join_as_a_room_fills(benchmark: Any, server: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # a WebSocket and a UDP socket per participant
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    results: list[list[Step]] = []
+    started = time.monotonic()
+    benchmark.pedantic(lambda: results.append(asyncio.run(_fill(server))), rounds=1, iterations=1)
+    steps = results[0]
+    base = steps[0]
+    rows = []
+    for s in steps:
+        row = s.summary()
+        for key, value, ref in (
+            ("p50_vs_first", s.p50(), base.p50()),
+            ("p95_vs_first", s.p95(), base.p95()),
+            ("command_seconds_vs_first", s.command_seconds, base.command_seconds),
+        ):
+            row[key] = round(value / ref, 2) if value is not None and ref else None
+        row["v1_estimate_shard_ms_per_join"] = round(v1_estimate_seconds(s.size) * 1e3, 1)
+        rows.append(row)
+    benchmark.extra_info.update({
+        "sizes": list(SIZES),
+        "batch": BATCH,
+        "media": "3 audio publishers (1 loud, 2 quiet DTX) + 1 video 100 kbit/s",
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "steps": rows,
+    })
+    print("\n" + "\n".join(json.dumps(r, sort_keys=True) for r in rows))
+    for s in steps:
+        assert [p.failure for p in s.joiners if p.failure] == [], s.summary()
+        assert len(s.join_times()) == BATCH
+    assert len({n for s in steps for n in s.offer_bytes()}) >= 1
