@@ -207,9 +207,16 @@ class RoomManager:
         if room.empty_task is not None:
             room.empty_task.cancel()
             room.empty_task = None
-        room.broadcast({"type": "participant_joined", "participant": p.info()}, exclude=p)
         p.logger().info("joined")
         return p, False
+
+    def announce(self, p: Participant) -> None:
+        """Tells the others that ``p`` joined. Called once ``p``'s own `joined` frames are
+        queued: the newcomer's answer does not wait behind a frame to every other participant
+        (at 150, that broadcast made the newcomer's `joined` the room's last frame)."""
+        room = self._room_of(p)
+        if room is not None:
+            room.broadcast({"type": "participant_joined", "participant": p.info()}, exclude=p)
 
     def _slot_count(self, kind: str, asked: int | None) -> int:
         most: int = getattr(self.config, f"max_{kind}_slots")

@@ -454,6 +454,8 @@ class Session:
             p, resumed, max_frame_bytes=self.config.max_message_bytes, ref=ref
         ):
             self.link.send_encoded(frame)
+        if not resumed:
+            self.rooms.announce(p)
         if self.observe_join is not None:
             self.observe_join(time.monotonic() - started)
         if resumed:
