@@ -250,6 +250,56 @@ async def test_a_long_participant_list_is_paged_in_before_connect_returns(
         await asyncio.gather(*(c.close() for c in [*crowd, late, later]))
 
 
+async def test_a_video_slot_emptied_and_given_the_same_source_back_has_no_sequence_gap(
+    server: LiveServer,
+) -> None:
+    # Regression: the server kept the slot's numbering offset for a source it had stopped
+    # forwarding (slot emptied by a layout), so when the same source came back the sequence
+    # numbers jumped over everything it sent meanwhile; aiortc took that for loss and its
+    # jitter buffer held every frame back for seconds.
+    publishers = [MediaClient(server.ws_url, name, video=True) for name in ("al", "bob")]
+    viewer = SlotViewer(server, "viewer", video_slots=2, audio_slots=0)
+    try:
+        for p in publishers:
+            await p.start()
+        await viewer.start()
+        await viewer.client.set_layout(tiles=["al", "bob"])
+        await wait_until(
+            lambda: viewer.slot_identities("video") == {"al", "bob"},
+            15.0,
+            what=f"al and bob in the slots: {viewer.client.slots}",
+        )
+        await viewer.wait_video_colours()
+        (bob_mid,) = [m for m, s in viewer.client.slots.items() if s.identity == "bob"]
+        await viewer.client.set_layout(tiles=["al"])
+        await wait_until(
+            lambda: viewer.client.slots[bob_mid].identity is None,
+            15.0,
+            what=f"bob's slot emptied: {viewer.client.slots}",
+        )
+        await asyncio.sleep(1.5)  # bob sends on, nobody forwards it to this slot
+        await viewer.client.set_layout(tiles=["al", "bob"])
+        await wait_until(
+            lambda: viewer.client.slots[bob_mid].identity == "bob",
+            15.0,
+            what=f"bob back in his slot: {viewer.client.slots}",
+        )
+        await viewer.wait_video_colours(within=10.0)
+        pc = viewer.client.pc
+        assert pc is not None
+        (transceiver,) = [t for t in pc.getTransceivers() if t.mid == bob_mid]
+        stats = await transceiver.receiver.getStats()
+        inbound = [s for s in stats.values() if s.type == "inbound-rtp"]
+        assert inbound and all(s.packetsLost == 0 for s in inbound), [
+            (s.packetsReceived, s.packetsLost) for s in inbound
+        ]
+        assert not viewer.client.failures
+    finally:
+        await viewer.close()
+        for p in publishers:
+            await p.close()
+
+
 async def test_a_muted_camera_gives_its_video_slot_to_someone_with_video(
     server: LiveServer,
 ) -> None:

@@ -42,15 +42,17 @@ async def test_a_garbage_answer_gets_bad_sdp_and_a_fresh_offer_follows() -> None
             assert frames["error"]["code"] == "bad_sdp", frames["error"]
             offer = frames["offer"]
             await b.send({"type": "answer", "sdp": await bob.answer_offer(offer["sdp"])})
+            # Protocol v2: who each receive slot carries comes in `slots` frames.
+            async with asyncio.timeout(10):
+                while bob.receiver("alice", "video") is None:
+                    frame = await b.recv_type("slots", within=10)
+                    for slot in frame["slots"]:
+                        who = slot["identity"]
+                        bob.set_slot(slot["mid"], (who, slot["kind"]) if who else None)
+            receiver = bob.receiver("alice", "video")
+            assert receiver is not None
+            assert await receiver.wait_frames(5, 10.0), receiver.describe()
             assert await b.request({"type": "ping", "id": "p"}) == {"type": "pong", "ref": "p"}
-            # The slots frames name alice's video in one of bob's slots, and it flows there.
-            while bob.receiver("alice", "video") is None:
-                slots = await b.recv_type("slots", within=10)
-                for slot in slots["slots"]:
-                    who = slot["identity"]
-                    bob.set_slot(slot["mid"], (who, slot["kind"]) if who else None)
-            video = bob.receiver("alice", "video")
-            assert video is not None and await video.wait_frames(5, 15.0), video
         finally:
             for s in socks:
                 await s.close()

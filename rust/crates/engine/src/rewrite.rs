@@ -35,6 +35,15 @@ impl Rewriter {
         self.clock_rate
     }
 
+    /// The next packet mapped starts a new stretch, whichever source it comes from: its
+    /// numbering continues from the last packet sent. For a slot that stopped forwarding its
+    /// source for a while (emptied, then given the same source back): without this, the
+    /// source's packets skipped meanwhile would show as a jump in sequence numbers, which a
+    /// receiver takes for loss it waits for (aiortc's jitter buffer stalls on it).
+    pub fn rebase(&mut self) {
+        self.source = None;
+    }
+
     /// Maps an incoming (extended sequence number, RTP timestamp) of `source` to the
     /// outgoing pair. `now` is the arrival time, used to size the timestamp gap on a switch.
     pub fn map(&mut self, source: u32, seq: u64, ts: u32, now: Instant) -> (u64, u32) {
@@ -94,6 +103,19 @@ mod tests {
         let (seq, ts) = r.map(2, 70_001, 4_000_003_000, t0 + Duration::from_millis(133));
         assert_eq!(seq, 502);
         assert_eq!(ts, 1_000 + 9_000 + 3_000);
+    }
+
+    #[test]
+    fn the_same_source_after_a_rebase_continues_without_a_jump() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(48_000);
+        assert_eq!(r.map(7, 100, 960_000, t0), (100, 960_000));
+        // Packets 101..=149 of source 7 are not forwarded (the slot was empty), then it is back.
+        r.rebase();
+        let (seq, ts) = r.map(7, 150, 960_000 + 50 * 960, t0 + Duration::from_millis(1000));
+        assert_eq!(seq, 101);
+        assert_eq!(ts, 960_000 + 48_000);
+        assert_eq!(r.map(7, 151, 960_000 + 51 * 960, t0).0, 102);
     }
 
     #[test]

@@ -73,11 +73,23 @@ impl Slot {
             }
             _ => {
                 self.next = None;
-                let changed = self.active != target;
-                self.active = target;
-                changed
+                self.set_active(target)
             }
         }
+    }
+
+    /// What flows on the line becomes `track`. Whoever flows next continues the line's
+    /// numbering from the last packet sent, even the source it had before a pause (a slot
+    /// emptied and given the same source back must not jump over what that source sent
+    /// meanwhile). Returns true when it changed.
+    fn set_active(&mut self, track: Option<TrackId>) -> bool {
+        if self.active == track {
+            return false;
+        }
+        self.active = track;
+        self.rewriter.rebase();
+        self.vp8.rebase();
+        true
     }
 
     /// `track` is gone: the slot lets go of it. Returns true when what flows was emptied.
@@ -86,8 +98,7 @@ impl Slot {
             self.next = None;
         }
         if self.active == Some(track) {
-            self.active = None;
-            return true;
+            return self.set_active(None);
         }
         false
     }
@@ -101,7 +112,7 @@ impl Slot {
         }
         match self.next {
             Some((t, _)) if t == track && keyframe_start => {
-                self.active = Some(t);
+                self.set_active(Some(t));
                 self.next = None;
                 self.pt_map.clear();
                 (true, true)
@@ -182,6 +193,40 @@ mod tests {
         // Emptying is immediate.
         assert!(s.retarget(None, now));
         assert_eq!(s.admit(t(2), true), (false, false));
+    }
+
+    #[test]
+    fn a_source_given_back_after_an_empty_spell_continues_the_numbering() {
+        // Seen with aiortc: a video slot emptied by a layout and refilled with the source it
+        // had jumped over every packet that source sent meanwhile, and the receiver's jitter
+        // buffer waited for them (no frames for seconds).
+        let t0 = Instant::now();
+        let ssrc = 0x5eed;
+        for video in [false, true] {
+            let kind = if video {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            };
+            let mut s = Slot::new(kind);
+            s.retarget(Some(t(1)), t0);
+            assert_eq!(s.admit(t(1), true), (true, video));
+            assert_eq!(s.rewriter.map(ssrc, 1000, 90_000, t0).0, 1000);
+            assert!(s.retarget(None, t0));
+            // Packets 1001..=1199 go nowhere; then the same source is back.
+            s.retarget(Some(t(1)), t0);
+            assert!(s.admit(t(1), true).0);
+            let later = t0 + std::time::Duration::from_secs(2);
+            assert_eq!(
+                s.rewriter.map(ssrc, 1200, 90_000 + 200 * 960, later).0,
+                1001,
+                "video {video}"
+            );
+            assert_eq!(
+                s.rewriter.map(ssrc, 1201, 90_000 + 201 * 960, later).0,
+                1002
+            );
+        }
     }
 
     #[test]

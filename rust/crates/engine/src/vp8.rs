@@ -58,6 +58,12 @@ pub struct Continuity {
 }
 
 impl Continuity {
+    /// The next packet patched continues from the last ids sent, whichever source it comes
+    /// from (see `Rewriter::rebase`).
+    pub fn rebase(&mut self) {
+        self.source = None;
+    }
+
     /// The patch that makes one packet of `source` continue this stream's numbering; `None`
     /// when it goes out as it came (one source so far, or no such fields).
     pub fn patch(&mut self, source: u32, frame: &Frame) -> Option<Vp8Patch> {
@@ -160,6 +166,17 @@ mod tests {
         let p = packet(21, 200, true, false);
         assert!(c.patch(2, &Frame::parse(&p)).is_some());
         assert_eq!(c.last_pid, Some(1003));
+    }
+
+    #[test]
+    fn the_same_source_after_a_rebase_carries_on_from_the_last_ids_sent() {
+        let mut c = Continuity::default();
+        c.patch(1, &Frame::parse(&packet(1000, 7, true, true)));
+        // Pictures 1001..=1049 were not forwarded; the same source is back after a rebase.
+        c.rebase();
+        c.patch(1, &Frame::parse(&packet(1050, 12, true, true)));
+        assert_eq!(c.last_pid, Some(1001));
+        assert_eq!(c.last_tl0, Some(8));
     }
 
     #[test]
