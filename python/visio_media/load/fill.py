@@ -149,16 +149,30 @@ async def fill_steps(
         if fill > 0:
             check(await run.join_more(fill, concurrency=fill_concurrency))
         await asyncio.sleep(settle_s)
-        before = await _counters(run)
-        t0 = time.monotonic()
-        if joiner is not None:
-            joiners = await joiner.join(batch, concurrency=batch_concurrency)
-        else:
-            joiners = await run.join_more(batch, concurrency=batch_concurrency)
-        wall = time.monotonic() - t0
-        await asyncio.sleep(AFTER_BATCH_SECONDS)
-        after = await _counters(run)
-        steps.append(Step(size, joiners, wall, _delta(before, after, COMMANDS),
-                          _delta(before, after, COMMAND_SECONDS)))
-        check(joiners)
+        steps.append(await measured_batch(run, size, batch, concurrency=batch_concurrency,
+                                          joiner=joiner))
+        check(steps[-1].joiners)
     return steps
+
+
+async def measured_batch(
+    run: LoadRun,
+    size: int,
+    batch: int,
+    *,
+    concurrency: int = 1,
+    joiner: JoinerProcess | None = None,
+) -> Step:
+    """Joins `batch` receive-only participants (in `joiner`'s process if given, else in
+    `run`), `concurrency` at a time, measured: the Step that takes the room to `size`."""
+    before = await _counters(run)
+    t0 = time.monotonic()
+    if joiner is not None:
+        joiners = await joiner.join(batch, concurrency=concurrency)
+    else:
+        joiners = await run.join_more(batch, concurrency=concurrency)
+    wall = time.monotonic() - t0
+    await asyncio.sleep(AFTER_BATCH_SECONDS)
+    after = await _counters(run)
+    return Step(size, joiners, wall, _delta(before, after, COMMANDS),
+                _delta(before, after, COMMAND_SECONDS))
