@@ -7,7 +7,9 @@ crowd's work: the load generator's media thread, busy receiving for everyone, se
 joiner's `add_client` / `apply_offer` calls between packets, and the asyncio loop reads every
 crowd socket's frames. Here the joiners have their own generator and loop, so a join time is
 the server's (and the machine's), not the harness's. The joiners stay in the room, served (the
-server's offers answered, media received), until the process is closed.
+server's offers answered, media received), until the process is closed. Before it answers
+`ready`, the child joins once in a room of its own (`PREFIX-warmup`) and leaves: the first join
+of a fresh process is tens of ms slower (imports, connections, the generator's thread).
 
 Protocol (parent -> child, then child -> parent, one line each):
 - first line: the `LoadOptions` fields (JSON); the child answers `{"ready": true}`;
@@ -156,8 +158,15 @@ async def _main() -> None:
     first = await lines.readline()
     if not first:
         return
-    run = LoadRun(LoadOptions(**json.loads(first)))
+    options = LoadOptions(**json.loads(first))
+    run = LoadRun(options)
     async with run.connected():
+        # A first join in a room of its own, then gone: this process's first join (imports,
+        # connection pool, generator thread) costs tens of ms that no measured join should.
+        for p in await run.join_more(1, tag="w", room=f"{options.room_prefix}-warmup"):
+            if p.failure is not None:
+                raise JoinerError(f"the warm-up join failed: {p.failure}")
+            await run.leave(p)
         await _serve(run, lines)
 
 

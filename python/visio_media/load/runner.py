@@ -393,6 +393,18 @@ class LoadRun:
         finally:
             self.gen.stop()
 
+    async def leave(self, p: Participant) -> None:
+        """`p` leaves (from `join_more`): it is no longer one of `participants`."""
+        self.participants.remove(p)
+        self._ready.pop(p.identity, None)
+        if p.ws is not None and not p.ws.closed:
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                await p.ws.send_json({"type": "leave"})
+            await p.ws.close()
+        if p.client_id is not None:
+            self.by_client.pop(p.client_id, None)
+            self.gen.remove_client(p.client_id)
+
     async def _leave_all(self) -> None:
         self._leaving = True
         for p in self.participants:
@@ -410,6 +422,7 @@ class LoadRun:
         loud: int = 0,
         concurrency: int = 1,
         tag: str = "p",
+        room: str | None = None,
     ) -> list[Participant]:
         """Adds `n` participants to room `PREFIX-0` (the first `audio` / `video` / `loud` of them
         publish audio / video / speak loudly; the others only receive) and joins them,
@@ -417,13 +430,14 @@ class LoadRun:
         is sent, or it failed (`failure`; within JOIN_TIMEOUT_SECONDS). Returns them: their
         join time is `join_seconds(p)`, their first server offer's size `first_offer_bytes`.
         They stay, served, until `connected()` exits. Only inside `connected()`. Their
-        identities are `PREFIX-0-<tag><index>` (another `tag` for another process's joiners)."""
+        identities are `PREFIX-0-<tag><index>` (another `tag` for another process's joiners);
+        `room` joins them to another room than `PREFIX-0`."""
         tg = self._tg
         if tg is None:
             raise RuntimeError("join_more runs inside connected()")
         if n < 0 or concurrency < 1:
             raise ValueError("n must be >= 0 and concurrency >= 1")
-        room = f"{self.o.room_prefix}-0"
+        room = room if room is not None else f"{self.o.room_prefix}-0"
         start = len(self.participants)
         added = [
             Participant(
