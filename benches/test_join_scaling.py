@@ -7,7 +7,11 @@ Publishers join first: 3 audio (1 loud; 2 quiet with DTX, 3-byte frames every 40
 joins, one at a time, takes the room from N - 10 to N (the joins in between are not measured,
 8 at a time). Media is kept modest so that 500 load-generator participants and the server fit
 on this 2-core machine: each receiver gets about 50 (loud audio) + 5 (DTX) + 30 (video) packets
-a second, ~42 k out-pps at 500.
+a second, ~42 k out-pps at 500. The measured joiners run in a process of their own with their
+own load generator (`visio_media.load.joiner`): their join time does not include this
+process's work for the crowd (receiving its media, reading its sockets). After the step at 500
+the publishers stop sending and one more batch takes the room to 510 with no media: the same
+signalling work per join at 510, without the media load.
 
 Per step: join time p50/p95/max (from sending `join` to answering the server's slot offer),
 the mean of each phase (`joined`, answer to the publish offer, slot offer answered), the
@@ -38,7 +42,8 @@ from typing import Any
 
 import pytest
 
-from visio_media.load.fill import Step, fill_steps
+from visio_media.load.fill import Step, fill_steps, measured_batch
+from visio_media.load.joiner import JoinerProcess
 from visio_media.load.runner import LoadOptions, LoadRun
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,6 +51,9 @@ SECRET = "b3nch-s3cret-for-the-join-scaling-run-Rt5Kq9Wm"  # 46 bytes
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
 SIZES = (14, 50, 150, 500)
 BATCH = 10
+# After the last step, media paused (the publishers stop sending, so the shard forwards
+# nothing): one more batch of joins, taking the room to this size.
+QUIET = SIZES[-1] + BATCH
 # The issue's figure for a v1 per-track negotiation, per m-line (estimate).
 V1_SECONDS_PER_MLINE = 75e-6
 
@@ -56,7 +64,7 @@ def server(tmp_path: Path) -> Iterator[int]:
     Yields its HTTP port; stopped by its own handle."""
     config = tmp_path / "visio.toml"
     config.write_text(
-        f'[media]\nshards = 1\nbind_ip = "127.0.0.1"\n[room]\nmax_participants = {SIZES[-1]}\n'
+        f'[media]\nshards = 1\nbind_ip = "127.0.0.1"\n[room]\nmax_participants = {QUIET}\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -115,8 +123,13 @@ async def _fill(port: int) -> list[Step]:
             max_frame_bytes=65536,
         )
     )
-    async with run.connected():
-        return await fill_steps(run, SIZES, batch=BATCH, audio=3, video=1, loud=1)
+    async with run.connected(), JoinerProcess(run.o) as joiner:
+        steps = await fill_steps(run, SIZES, batch=BATCH, audio=3, video=1, loud=1,
+                                 joiner=joiner)
+        run.gen.set_sending(False)
+        await asyncio.sleep(1.0)
+        steps.append(await measured_batch(run, QUIET, BATCH, joiner=joiner))
+        return steps
 
 
 def test_join_time_and_shard_time_per_join_as_a_room_fills(benchmark: Any, server: int) -> None:
@@ -138,9 +151,11 @@ def test_join_time_and_shard_time_per_join_as_a_room_fills(benchmark: Any, serve
         ):
             row[key] = round(value / ref, 2) if value is not None and ref else None
         row["v1_estimate_shard_ms_per_join"] = round(v1_estimate_seconds(s.size) * 1e3, 1)
+        row["media"] = "paused" if s.size == QUIET else "flowing"
         rows.append(row)
     benchmark.extra_info.update({
         "sizes": list(SIZES),
+        "media_paused_size": QUIET,
         "batch": BATCH,
         "media": "3 audio publishers (1 loud, 2 quiet DTX) + 1 video 100 kbit/s",
         "wall_seconds": round(time.monotonic() - started, 1),

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from visio_media.load import probe
+from visio_media.load.joiner import JoinerProcess
 from visio_media.load.report import percentile
 from visio_media.load.runner import LoadRun, Participant, join_seconds
 
@@ -121,13 +122,16 @@ async def fill_steps(
     fill_concurrency: int = 8,
     batch_concurrency: int = 1,
     settle_s: float = 1.0,
+    joiner: JoinerProcess | None = None,
 ) -> list[Step]:
     """Inside `run.connected()`: joins max(audio, video) publishers (the first `loud` of the
     audio ones loud), lets media flow `warmup_s`, then for each size N of `sizes` (ascending)
     joins receive-only participants up to N − `batch` (`fill_concurrency` at a time, not
     measured), waits `settle_s` (their connections settle), and joins a measured batch of
-    `batch` receive-only participants, `batch_concurrency` at a time, that takes the room to N.
-    Raises FillError when a join fails (the steps so far are in its args[1])."""
+    `batch` receive-only participants, `batch_concurrency` at a time, that takes the room to N:
+    in `joiner`'s process if given (their join times are then not the crowd's reading and
+    media time in this process), else in `run`. Raises FillError when a join fails (the steps
+    so far are in its args[1])."""
     publishers = max(audio, video)
     if not sizes or sizes[0] - batch < publishers or list(sizes) != sorted(set(sizes)):
         raise FillError(f"sizes {list(sizes)} must ascend, the first >= publishers + batch")
@@ -141,17 +145,34 @@ async def fill_steps(
                               concurrency=fill_concurrency))
     await asyncio.sleep(warmup_s)
     for size in sizes:
-        fill = size - batch - len(run.participants)
+        fill = size - batch - len(run.participants) - (joiner.count if joiner else 0)
         if fill > 0:
             check(await run.join_more(fill, concurrency=fill_concurrency))
         await asyncio.sleep(settle_s)
-        before = await _counters(run)
-        t0 = time.monotonic()
-        joiners = await run.join_more(batch, concurrency=batch_concurrency)
-        wall = time.monotonic() - t0
-        await asyncio.sleep(AFTER_BATCH_SECONDS)
-        after = await _counters(run)
-        steps.append(Step(size, joiners, wall, _delta(before, after, COMMANDS),
-                          _delta(before, after, COMMAND_SECONDS)))
-        check(joiners)
+        steps.append(await measured_batch(run, size, batch, concurrency=batch_concurrency,
+                                          joiner=joiner))
+        check(steps[-1].joiners)
     return steps
+
+
+async def measured_batch(
+    run: LoadRun,
+    size: int,
+    batch: int,
+    *,
+    concurrency: int = 1,
+    joiner: JoinerProcess | None = None,
+) -> Step:
+    """Joins `batch` receive-only participants (in `joiner`'s process if given, else in
+    `run`), `concurrency` at a time, measured: the Step that takes the room to `size`."""
+    before = await _counters(run)
+    t0 = time.monotonic()
+    if joiner is not None:
+        joiners = await joiner.join(batch, concurrency=concurrency)
+    else:
+        joiners = await run.join_more(batch, concurrency=concurrency)
+    wall = time.monotonic() - t0
+    await asyncio.sleep(AFTER_BATCH_SECONDS)
+    after = await _counters(run)
+    return Step(size, joiners, wall, _delta(before, after, COMMANDS),
+                _delta(before, after, COMMAND_SECONDS))

@@ -393,6 +393,18 @@ class LoadRun:
         finally:
             self.gen.stop()
 
+    async def leave(self, p: Participant) -> None:
+        """`p` leaves (from `join_more`): it is no longer one of `participants`."""
+        self.participants.remove(p)
+        self._ready.pop(p.identity, None)
+        if p.ws is not None and not p.ws.closed:
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                await p.ws.send_json({"type": "leave"})
+            await p.ws.close()
+        if p.client_id is not None:
+            self.by_client.pop(p.client_id, None)
+            self.gen.remove_client(p.client_id)
+
     async def _leave_all(self) -> None:
         self._leaving = True
         for p in self.participants:
@@ -409,24 +421,28 @@ class LoadRun:
         video: int = 0,
         loud: int = 0,
         concurrency: int = 1,
+        tag: str = "p",
+        room: str | None = None,
     ) -> list[Participant]:
         """Adds `n` participants to room `PREFIX-0` (the first `audio` / `video` / `loud` of them
         publish audio / video / speak loudly; the others only receive) and joins them,
         `concurrency` at a time; each join is over when its answer to the server's slot offer
         is sent, or it failed (`failure`; within JOIN_TIMEOUT_SECONDS). Returns them: their
         join time is `join_seconds(p)`, their first server offer's size `first_offer_bytes`.
-        They stay, served, until `connected()` exits. Only inside `connected()`."""
+        They stay, served, until `connected()` exits. Only inside `connected()`. Their
+        identities are `PREFIX-0-<tag><index>` (another `tag` for another process's joiners);
+        `room` joins them to another room than `PREFIX-0`."""
         tg = self._tg
         if tg is None:
             raise RuntimeError("join_more runs inside connected()")
         if n < 0 or concurrency < 1:
             raise ValueError("n must be >= 0 and concurrency >= 1")
-        room = f"{self.o.room_prefix}-0"
+        room = room if room is not None else f"{self.o.room_prefix}-0"
         start = len(self.participants)
         added = [
             Participant(
                 room=room,
-                identity=f"{room}-p{start + i}",
+                identity=f"{room}-{tag}{start + i}",
                 audio=i < audio,
                 video=i < video,
                 loud=i < loud,
@@ -518,14 +534,6 @@ class LoadRun:
                 cpu = f"{probe.cpu_cores(prev_cpu, cpu_now):.0%}"
             self._progress(prev, cur, now - prev_t, cpu)
             prev, prev_cpu, prev_t = cur, cpu_now, now
-
-    async def _leave_all(self) -> None:
-        self._leaving = True
-        for p in self.participants:
-            if p.ws is not None and not p.ws.closed:
-                with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-                    await p.ws.send_json({"type": "leave"})
-                await p.ws.close()
 
     async def crowd(self, joined: asyncio.Event, leave: asyncio.Event) -> list[Participant]:
         """Holds the participants in their rooms, without measuring: joins them all (paced at
