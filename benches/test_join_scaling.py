@@ -29,12 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import resource
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,13 +37,12 @@ from typing import Any
 
 import pytest
 
+from serve import dev_server
 from visio_media.load.fill import Step, fill_steps, measured_batch
 from visio_media.load.joiner import JoinerProcess
 from visio_media.load.runner import LoadOptions, LoadRun
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "b3nch-s3cret-for-the-join-scaling-run-Rt5Kq9Wm"  # 46 bytes
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
 SIZES = (14, 50, 150, 500)
 BATCH = 10
 # After the last step, media paused (the publishers stop sending, so the shard forwards
@@ -60,43 +54,9 @@ V1_SECONDS_PER_MLINE = 75e-6
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[int]:
-    """`visio-media serve --dev`: 127.0.0.1, a free port, one shard, rooms of up to 500.
-    Yields its HTTP port; stopped by its own handle."""
-    config = tmp_path / "visio.toml"
-    config.write_text(
-        f'[media]\nshards = 1\nbind_ip = "127.0.0.1"\n[room]\nmax_participants = {QUIET}\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["VISIO_SECRET"] = SECRET
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "visio_media", "serve", "--dev", "--config", str(config),
-         "--port", "0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        cwd=str(REPO), env=env,
-    )
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read_log() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:  # read to the end, so the pipe never fills
-            m = LISTENING.search(raw.decode(errors="replace"))
-            if m and not port:
-                port.append(int(m.group(1)))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(30) or not port:
-            pytest.fail("the server did not start listening")
-        yield port[0]
-    finally:
-        proc.kill()
-        proc.wait(10)
-        reader.join(5)
+    """The server under test; yields its HTTP port."""
+    with dev_server(tmp_path, SECRET, QUIET) as port:
+        yield port
 
 
 def v1_estimate_seconds(size: int) -> float:

@@ -22,11 +22,8 @@ means little; the figures are in `extra_info`. Run: ``make bench`` or
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,9 +32,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from serve import REPO, bench_env, dev_server
+
 SECRET = "b3nch-s3cret-for-the-scenario-runs-Lq8Vw3Zt"  # 42 bytes
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
 WARMUP = "3"
 DURATION = "8"
 
@@ -81,49 +78,11 @@ SCENARIOS = (
 )
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIO_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["VISIO_SECRET"] = SECRET
-    return env
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[int]:
-    """`visio-media serve --dev`: 127.0.0.1, a free port, one shard, rooms of up to 400. Yields
-    its HTTP port; stopped by its own handle."""
-    config = tmp_path / "visio.toml"
-    config.write_text(
-        '[media]\nshards = 1\nbind_ip = "127.0.0.1"\n[room]\nmax_participants = 400\n'
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "visio_media", "serve", "--dev", "--config", str(config),
-         "--port", "0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        cwd=str(REPO), env=_env(),
-    )
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read_log() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:  # read to the end, so the pipe never fills
-            m = LISTENING.search(raw.decode(errors="replace"))
-            if m and not port:
-                port.append(int(m.group(1)))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(30) or not port:
-            pytest.fail("the server did not start listening")
-        yield port[0]
-    finally:
-        proc.kill()
-        proc.wait(10)
-        reader.join(5)
+    """The server under test; yields its HTTP port."""
+    with dev_server(tmp_path, SECRET, 400) as port:
+        yield port
 
 
 def _load(port: int, scenario: Scenario) -> dict[str, Any]:
@@ -133,7 +92,7 @@ def _load(port: int, scenario: Scenario) -> dict[str, Any]:
         "--duration", DURATION, "--room-prefix", scenario.name, "--with-baseline", "--json",
     ]
     done = subprocess.run(
-        cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd=str(REPO), env=_env(),
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, cwd=str(REPO), env=bench_env(SECRET),
         timeout=300, check=False,
     )
     if not done.stdout.strip():
