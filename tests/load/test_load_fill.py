@@ -17,8 +17,10 @@ the generator thread that receives the crowd's media (py-spy: ~7 ms a join at 15
 loop read every crowd socket's frames.
 
 The join-time bound is issue 8's acceptance and does NOT hold on this 2-core machine; that one
-check raises `JoinTimeGrew` and is an expected failure (strict: once the bound holds, the test
-fails as XPASS and the mark must go); every other check fails the test as usual. Measured
+check raises `JoinTimeGrew` and is an expected failure; every other check fails the test as
+usual. Not strict: on a quiet machine the ratio is 1.8-4x and a lucky run (a slow p95 at 14)
+can pass the bound — a strict mark would turn that into a red `make test`. An XPASS in the
+report means it held in that run; the mark goes once it holds reliably. Measured
 (benches/RESULTS.md, "Join time as a room fills", 2026-11-30): what grows at 150 is the wait
 for the engine's commands (`create_peer`: from the server's loop to the shard and back ~2 ms at
 14, median 6-15 ms and up to 40 ms at 150, while the shard's own time per command stays ~1-2
@@ -77,7 +79,7 @@ def shape(sdp: str) -> tuple[str, ...]:
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     raises=JoinTimeGrew,
     reason="issue 8: join p95 at 150 is several times the one at 14 (see the module doc)",
 )
