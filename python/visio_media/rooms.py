@@ -88,13 +88,6 @@ class Room:
             if q is not exclude:
                 q.send_encoded(frame)
 
-    def find_track(self, track_id: int) -> tuple[Participant, PublishedTrack] | None:
-        for q in self.participants.values():
-            t = q.tracks.get(track_id)
-            if t is not None:
-                return q, t
-        return None
-
     def info(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -733,9 +726,10 @@ class RoomManager:
             return
         identities: list[str] = []
         for track_id in event.track_ids:
-            found = room.find_track(track_id)
-            if found is not None and found[0].identity not in identities:
-                identities.append(found[0].identity)
+            found = self._tracks.get(track_id)
+            if found is not None and found[0].room == room.name:
+                if found[0].identity not in identities:
+                    identities.append(found[0].identity)
         room.speakers = identities
         room.broadcast({"type": "active_speaker", "identities": identities})
 

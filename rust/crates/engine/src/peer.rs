@@ -59,8 +59,10 @@ pub struct SlotCounts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forwarded {
     Sent,
-    /// Sent, and the slot switched to this source with this packet (a keyframe).
-    Switched,
+    /// Sent, and the slot switched to this source with this packet (a keyframe), from `from`.
+    Switched {
+        from: Option<TrackId>,
+    },
     /// The slot's lines are not negotiated (yet).
     NotOpen,
     /// The slot carries another source now (or waits for this one's keyframe).
@@ -305,6 +307,7 @@ impl Peer {
         let Some(mid) = slot.mid else {
             return Forwarded::NotOpen;
         };
+        let before = slot.active;
         let (admitted, switched) = slot.admit(src.track, src.keyframe_start);
         if !admitted {
             return Forwarded::NotActive;
@@ -345,7 +348,7 @@ impl Peer {
         self.nudge_due = true;
         self.stats.rtp_out.fetch_add(1, Relaxed);
         if switched {
-            Forwarded::Switched
+            Forwarded::Switched { from: before }
         } else {
             Forwarded::Sent
         }

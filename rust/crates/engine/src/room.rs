@@ -168,24 +168,6 @@ impl Rooms {
         }
     }
 
-    /// The tracks that feed `sink` now (at most two: a slot's source and the one it awaits).
-    pub fn tracks_with_sink(&self, sink: Sink) -> Vec<TrackId> {
-        let Sink::Slot { peer, .. } = sink;
-        let Some(room) = self
-            .rooms
-            .iter()
-            .find(|(_, r)| r.peers.contains(&peer))
-            .map(|(_, r)| r)
-        else {
-            return Vec::new();
-        };
-        room.tracks
-            .iter()
-            .copied()
-            .filter(|t| self.tracks.get(t).is_some_and(|x| x.sinks.contains(&sink)))
-            .collect()
-    }
-
     pub fn remove_sink(&mut self, id: TrackId, sink: Sink) {
         if let Some(t) = self.tracks.get_mut(&id) {
             t.sinks.retain(|s| *s != sink);

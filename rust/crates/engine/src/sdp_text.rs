@@ -6,11 +6,6 @@
 //! * Our descriptions: str0m lists ICE candidates only in the first bundled m-section.
 //!   Some stacks (aiortc) take candidates from the last one they parse, so every
 //!   m-section gets the candidates, followed by `a=end-of-candidates` (ICE-lite has no more).
-//! * Our lines that changed hands carry the msid of their current track.
-
-use std::collections::HashMap;
-
-use str0m::media::Mid;
 
 /// Adjusts a client's offer for an SFU that never sends on m-lines the client created:
 /// `sendrecv` becomes `sendonly` and `recvonly` becomes `inactive` in every media section
@@ -73,33 +68,6 @@ pub fn candidates_in_every_section(sdp: &str) -> String {
     })
 }
 
-/// Writes the msid of each line in `msids` (mid → `"<stream> <track>"`): the `a=msid` line and
-/// the `msid` of its `a=ssrc` lines. Lines not in the map are unchanged.
-pub fn replace_msids(sdp: &str, msids: &HashMap<Mid, String>) -> String {
-    if msids.is_empty() {
-        return sdp.to_owned();
-    }
-    rewrite_sections(sdp, 64, |section, out| {
-        let msid = section
-            .iter()
-            .find_map(|l| l.strip_prefix("a=mid:"))
-            .and_then(|m| msids.iter().find(|(k, _)| &***k == m))
-            .map(|(_, v)| v.as_str());
-        for l in section {
-            match msid {
-                Some(v) if l.starts_with("a=msid:") => {
-                    push_line(out, &format!("a=msid:{v}"));
-                }
-                Some(v) if l.starts_with("a=ssrc:") && l.contains(" msid:") => {
-                    let head = l.split(" msid:").next().unwrap_or(l);
-                    push_line(out, &format!("{head} msid:{v}"));
-                }
-                _ => push_line(out, l),
-            }
-        }
-    })
-}
-
 /// Rebuilds `sdp` section by section (the session part, then each `m=` section, never
 /// empty), with CRLF line ends: `write` gets a section's lines and appends what replaces them.
 fn rewrite_sections(
@@ -153,16 +121,6 @@ mod tests {
             "rejected section stays empty"
         );
         assert!(s.starts_with("v=0\r\ns=-\r\na=group:BUNDLE 0 1 2\r\n"));
-    }
-
-    #[test]
-    fn lines_that_changed_hands_carry_their_new_msid() {
-        let sdp = "v=0\r\nm=audio 9 X 96\r\na=mid:0\r\na=msid:alice track-1\r\na=ssrc:5 cname:x\r\na=ssrc:5 msid:alice track-1\r\nm=audio 9 X 96\r\na=mid:1\r\na=msid:bob track-2\r\n";
-        let msids = HashMap::from([(Mid::from("0"), "carol track-9".to_owned())]);
-        assert_eq!(
-            replace_msids(sdp, &msids),
-            "v=0\r\nm=audio 9 X 96\r\na=mid:0\r\na=msid:carol track-9\r\na=ssrc:5 cname:x\r\na=ssrc:5 msid:carol track-9\r\nm=audio 9 X 96\r\na=mid:1\r\na=msid:bob track-2\r\n"
-        );
     }
 
     #[test]

@@ -847,10 +847,10 @@ impl ShardCore {
                 Ok((p.send_to_slot(slot, &source, &pkt, now), first))
             });
             match sent {
-                Ok((Forwarded::Sent | Forwarded::Switched, first)) => {
+                Ok((forwarded @ (Forwarded::Sent | Forwarded::Switched { .. }), first)) => {
                     self.stats.rtp_forwarded.fetch_add(1, Relaxed);
-                    if matches!(sent, Ok((Forwarded::Switched, _))) {
-                        self.switched(sub, slot, track);
+                    if let Forwarded::Switched { from } = forwarded {
+                        self.switched(sub, slot, from, track);
                     }
                     if !self.batching {
                         // Outside a receive batch (nothing does this today): send at once.
@@ -869,12 +869,9 @@ impl ShardCore {
     }
 
     /// A video slot took its new source on a keyframe: the old one no longer feeds it.
-    fn switched(&mut self, peer: PeerId, slot: usize, to: TrackId) {
-        let sink = Sink::Slot { peer, slot };
-        for t in self.rooms.tracks_with_sink(sink) {
-            if t != to {
-                self.rooms.remove_sink(t, sink);
-            }
+    fn switched(&mut self, peer: PeerId, slot: usize, from: Option<TrackId>, to: TrackId) {
+        if let Some(old) = from.filter(|t| *t != to) {
+            self.rooms.remove_sink(old, Sink::Slot { peer, slot });
         }
         self.slot_changed(peer, slot, Some(to));
     }
@@ -894,15 +891,24 @@ impl ShardCore {
         else {
             return;
         };
-        let before: Vec<TrackId> = s.sources().collect();
+        // At most two sources each side: arrays, no allocation per slot per refill.
+        let before = s.source_pair();
         let changed = s.retarget(target, now);
-        let after: Vec<TrackId> = s.sources().collect();
+        let after = s.source_pair();
         let awaited = s.next.map(|(t, _)| t);
         let sink = Sink::Slot { peer, slot };
-        for t in before.iter().filter(|t| !after.contains(t)) {
+        for t in before
+            .iter()
+            .flatten()
+            .filter(|t| !after.contains(&Some(**t)))
+        {
             self.rooms.remove_sink(*t, sink);
         }
-        for t in after.iter().filter(|t| !before.contains(t)) {
+        for t in after
+            .iter()
+            .flatten()
+            .filter(|t| !before.contains(&Some(**t)))
+        {
             self.rooms.add_sink(*t, sink);
         }
         if changed {
@@ -913,7 +919,7 @@ impl ShardCore {
             .get(&peer)
             .is_some_and(|p| p.lines == Lines::Open);
         if let (Some(t), true) = (awaited, open) {
-            if !before.contains(&t) {
+            if !before.contains(&Some(t)) {
                 self.request_keyframe(t, now);
             }
         }

@@ -60,6 +60,12 @@ impl Slot {
             .chain(next.filter(|n| Some(*n) != self.active))
     }
 
+    /// `sources()` as a pair, for comparing before and after a change without allocating.
+    pub fn source_pair(&self) -> [Option<TrackId>; 2] {
+        let mut it = self.sources();
+        [it.next(), it.next()]
+    }
+
     /// Points the slot at `target`. Audio and emptying switch at once; video waits for a
     /// keyframe of the new source. Returns true when what flows (`active`) changed.
     pub fn retarget(&mut self, target: Option<TrackId>, now: Instant) -> bool {
